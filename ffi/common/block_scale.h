@@ -1,0 +1,150 @@
+// The block recipes of SPEC 4: from a block's maximum and its row's global scale to a scale
+// byte and the factor that maps elements onto the E2M1 / E4M3 grid. One copy for CPU and CUDA.
+#pragma once
+
+#include <cstdint>
+
+#include "common/formats.h"
+
+namespace jax_fp4 {
+
+// Which block recipe a quantizer runs; the attribute values the Python side passes.
+enum class Recipe : int64_t {
+  kNvfp4 = 0,       // E4M3 scales, 16-element blocks, fast math (4.2)
+  kNvfp4Exact = 1,  // TransformerEngine-compatible exact mode (4.3)
+  kMxfp4 = 2,       // UE8M0 scales, 32-element blocks (4.5)
+  kMxfp8 = 3,       // UE8M0 scales, E4M3 elements (4.7)
+};
+
+struct BlockScale {
+  uint32_t code;    // the scale byte
+  float out_scale;  // elements are encoded from Mul(x, out_scale)
+};
+
+// Block maximum (4.1): NaN operands are ignored, like fmaxf; +-inf is the largest value.
+JAX_FP4_HD float AbsMax(float running, float x) {
+  const float a = BitsFloat(FloatBits(x) & kAbsMask);
+  return a > running ? a : running;
+}
+
+// MXFP8 clamp (4.7 step 7): fminf/fmaxf semantics, so a NaN product becomes +448.
+JAX_FP4_HD float ClampPm448(float y) {
+  if (IsNan(y)) return 448.0f;
+  return y > 448.0f ? 448.0f : (y < -448.0f ? -448.0f : y);
+}
+
+// Breaks the compiler's view of a value without changing it. ptxas folds rcp(rcp(x)) into x
+// (SPEC 1.5); XOR with a zero it cannot see keeps the inverse-scale double reciprocal genuine.
+JAX_FP4_HD float Opaque(float x, uint32_t runtime_zero) {
+  return BitsFloat(FloatBits(x) ^ runtime_zero);
+}
+
+// Per-row state of the FP4/FP8 quantizers: the encode scale S and what derives from it.
+// kInputFp8 selects the FP8-input path of 4.6, which rescales elements into fp16 first.
+template <Recipe kRecipe, bool kInputFp8>
+struct BlockQuantizer {
+  static constexpr int kSfVec = (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact)
+                                    ? 16 : 32;
+  static constexpr bool kFp4Out = kRecipe != Recipe::kMxfp8;
+  static constexpr bool kUsesGlobalScale =
+      kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact || kInputFp8;
+
+  float encode_scale = 1.0f;  // S
+  float decode = 1.0f;        // rcp(S) (fast) or div(1, S) (exact)
+  float fp8_prescale = 6.0f;  // mul(6, rcp(S)), FP8 input only
+
+  JAX_FP4_HD void InitRow(float global_scale, bool inversed, uint32_t runtime_zero) {
+    if constexpr (!kUsesGlobalScale) return;
+    if constexpr (kRecipe == Recipe::kNvfp4Exact && !kInputFp8) {
+      encode_scale = inversed ? Div(1.0f, global_scale) : global_scale;
+      decode = Div(1.0f, encode_scale);
+    } else {
+      encode_scale = inversed ? Rcp(global_scale) : global_scale;
+      // With the inverse flag this is rcp(rcp(gs)), evaluated for real (4.2.1).
+      decode = Rcp(Opaque(encode_scale, runtime_zero));
+      fp8_prescale = Mul(6.0f, decode);
+    }
+  }
+
+  // An element as the recipe sees it: FP8 inputs are rescaled and rounded to fp16 (4.6).
+  JAX_FP4_HD float Prepare(float x) const {
+    if constexpr (kInputFp8) return HalfToFloat(FloatToHalf(Mul(x, fp8_prescale)));
+    return x;
+  }
+
+  // `amax` is the block maximum of Prepare()d elements.
+  JAX_FP4_HD BlockScale Scale(float amax) const {
+    const float a = Ftz(amax);
+    if constexpr (kInputFp8) {  // 4.6
+      const float v = Mul(encode_scale, Mul(a, BitsFloat(kRcp6Bits)));
+      uint32_t code;
+      float narrow;
+      if constexpr (kSfVec == 16) {
+        code = EncodeE4M3(v);
+        narrow = DecodeE4M3(code);
+      } else {
+        code = EncodeUe8m0(v);
+        narrow = code == 255u ? BitsFloat(0x7FC00000u) : Ftz(DecodeUe8m0Bits(code));
+      }
+      return {code, v != 0.0f ? Mul(encode_scale, Rcp(narrow)) : 0.0f};
+    } else if constexpr (kRecipe == Recipe::kNvfp4) {  // 4.2
+      const float sf = Mul(encode_scale, Mul(a, BitsFloat(kRcp6Bits)));
+      const uint32_t code = EncodeE4M3(sf);
+      const float os = a != 0.0f ? Rcp(Mul(DecodeE4M3(code), decode)) : 0.0f;
+      return {code, os};
+    } else if constexpr (kRecipe == Recipe::kNvfp4Exact) {  // 4.3
+      constexpr float kOneSixth = 1.0f / 6.0f;
+      const float sf = a != 0.0f ? Mul(a, Mul(encode_scale, kOneSixth)) : 0.0f;
+      const uint32_t code = EncodeE4M3(sf);
+      float os = 0.0f;
+      if (a != 0.0f) {
+        os = Div(1.0f, Mul(DecodeE4M3(code), decode));
+        const float flt_max = BitsFloat(kFltMaxBits);
+        os = os < flt_max ? os : flt_max;  // fminf: NaN (S = 0) also becomes FLT_MAX
+      }
+      return {code, os};
+    } else if constexpr (kRecipe == Recipe::kMxfp4) {  // 4.5
+      const uint32_t code = EncodeUe8m0(Mul(a, BitsFloat(kRcp6Bits)));
+      return {code, Ue8m0InverseScale(code)};
+    } else {  // kMxfp8, 4.7
+      const uint32_t code = EncodeUe8m0(Mul(a, BitsFloat(kRcp448Bits)));
+      return {code, Ue8m0InverseScale(code)};
+    }
+  }
+
+  // Two FP4 codes in a byte (FP4 recipes).
+  JAX_FP4_HD static uint32_t EncodePair(float lo, float hi, float out_scale) {
+    return EncodeE2M1x2(Mul(lo, out_scale), Mul(hi, out_scale));
+  }
+
+  // One E4M3 byte (MXFP8).
+  JAX_FP4_HD static uint32_t EncodeOne(float x, float out_scale) {
+    return EncodeE4M3(ClampPm448(Mul(x, out_scale)));
+  }
+};
+
+// ---- Dequantization (SPEC 5.6, 5.7, 5.9, 5.17): FlashInfer's host functions, IEEE math ----
+
+enum class ElementFormat : int64_t { kE2m1 = 0, kE4m3 = 1 };
+enum class ScaleFormat : int64_t {
+  kE4m3 = 0,       // d8(b), times the global scale
+  kUe8m0Bits = 1,  // bits(b << 23): 0 -> 0.0, 255 -> inf
+  kUe8m0Host = 2,  // 0 -> 2^-127, 255 -> NaN
+};
+
+JAX_FP4_HD float DecodeScale(ScaleFormat format, uint32_t b) {
+  switch (format) {
+    case ScaleFormat::kE4m3: return DecodeE4M3(b);
+    case ScaleFormat::kUe8m0Bits: return DecodeUe8m0Bits(b);
+    default: return DecodeUe8m0Host(b);
+  }
+}
+
+// `mxfp4_dequantize_host` decodes FP4 code 8 as +0.0 (SPEC 2.1), everything else as -0.0.
+JAX_FP4_HD float DecodeElement(ElementFormat format, uint32_t code, bool plus_zero_code8) {
+  if (format == ElementFormat::kE4m3) return DecodeE4M3(code);
+  if (plus_zero_code8 && code == 8u) return 0.0f;
+  return DecodeE2M1(code);
+}
+
+}  // namespace jax_fp4

@@ -1,0 +1,299 @@
+// E2M1 / E4M3 / UE8M0 encode-decode and FlashInfer's device float32 arithmetic, shared by the
+// CPU handlers (plain C++) and the CUDA kernels (nvcc). Spec: SPEC.md sections 1 and 2.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define JAX_FP4_HD __host__ __device__ __forceinline__
+#else
+#define JAX_FP4_HD inline
+#endif
+
+namespace jax_fp4 {
+
+JAX_FP4_HD uint32_t FloatBits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+#endif
+}
+
+JAX_FP4_HD float BitsFloat(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+#endif
+}
+
+constexpr uint32_t kSignMask = 0x80000000u;
+constexpr uint32_t kAbsMask = 0x7FFFFFFFu;
+constexpr uint32_t kInfBits = 0x7F800000u;
+constexpr uint32_t kFltMaxBits = 0x7F7FFFFFu;
+constexpr uint32_t kRcp6Bits = 0x3E2AAAABu;    // rcp(6) == RN(1/6) (SPEC 1.2)
+constexpr uint32_t kRcp448Bits = 0x3B124925u;  // rcp(448) == RN(1/448)
+
+JAX_FP4_HD bool IsNan(float x) { return (FloatBits(x) & kAbsMask) > kInfBits; }
+
+// Subnormal -> zero of the same sign: what -use_fast_math does to every device float32 value.
+JAX_FP4_HD float Ftz(float x) {
+  uint32_t u = FloatBits(x);
+  return (u & kInfBits) == 0 ? BitsFloat(u & kSignMask) : x;
+}
+
+// ---- Device arithmetic (SPEC 1.2): flush operands and results, round to nearest even. ----
+// On the GPU these are the .ftz instructions themselves; inline PTX keeps the compiler from
+// contracting them into FMAs whatever the build flags are.
+JAX_FP4_HD float Mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("mul.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return Ftz(Ftz(a) * Ftz(b));
+#endif
+}
+
+JAX_FP4_HD float Add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("add.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return Ftz(Ftz(a) + Ftz(b));
+#endif
+}
+
+JAX_FP4_HD float Sub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("sub.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return Ftz(Ftz(a) - Ftz(b));
+#endif
+}
+
+JAX_FP4_HD float Div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("div.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return Ftz(Ftz(a) / Ftz(b));
+#endif
+}
+
+// IEEE float32 product with subnormals kept: FlashInfer's host code (`hmul`, SPEC 1.2).
+JAX_FP4_HD float HostMul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return a * b;  // the CPU handlers run with FTZ/DAZ cleared (ScopedIeeeFloat)
+#endif
+}
+
+// Host copy of the 2^23-bit table of SPEC 1.4: bit m set where rcp.approx.ftz.f32 of a float
+// with mantissa field m is not the correctly rounded reciprocal. Set once at import.
+inline const uint32_t* g_rcp_mismatch_table = nullptr;
+
+// rcp.approx.ftz.f32 (SPEC 1.4). The host emulates it bit for bit with the table.
+JAX_FP4_HD float Rcp(float x) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+#else
+  x = Ftz(x);
+  const uint32_t u = FloatBits(x);
+  const uint32_t sign = u & kSignMask;
+  const uint32_t mag = u & kAbsMask;
+  if (mag > kInfBits) return x;                         // NaN
+  if (mag == 0) return BitsFloat(sign | kInfBits);      // +-0 -> +-inf
+  if (mag == kInfBits) return BitsFloat(sign);          // +-inf -> +-0
+  float r = 1.0f / x;                                   // IEEE, round to nearest even
+  const uint32_t m = u & 0x7FFFFFu;
+  if ((g_rcp_mismatch_table[m >> 5] >> (m & 31)) & 1u) {
+    // The hardware returns the other float that brackets 1/x. The product of two 24-bit
+    // mantissas is exact in double, so this comparison is exact.
+    // r and x share their sign, so prod > 0.
+    const double prod = static_cast<double>(r) * static_cast<double>(x);
+    uint32_t rb = FloatBits(r);
+    if (prod < 1.0) rb += 1;       // |r| below |1/x|: one ulp up in magnitude
+    else if (prod > 1.0) rb -= 1;  // above: one ulp down
+    r = BitsFloat(rb);
+  }
+  return Ftz(r);
+#endif
+}
+
+// ---- E2M1 (SPEC 2.1) ----
+
+// Round-to-nearest-even on the E2M1 grid with saturation; NaN -> +6 (code 7).
+JAX_FP4_HD uint32_t EncodeE2M1(float y) {
+  const uint32_t u = FloatBits(y);
+  const float a = BitsFloat(u & kAbsMask);
+  if (IsNan(a)) return 0x7u;
+  // Each threshold passed adds one code; ties (0.25, 0.75, ...) go to the even code.
+  const uint32_t mag = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) +
+                       (a >= 3.5f) + (a > 5.0f);
+  return mag | ((u >> 28) & 0x8u);
+}
+
+// Two E2M1 codes in one byte, the lower-index element in the low nibble.
+JAX_FP4_HD uint32_t EncodeE2M1x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && (defined(__CUDA_ARCH_FEAT_SM100_ALL) || \
+                               defined(__CUDA_ARCH_FEAT_SM120_ALL))
+  // Blackwell has the conversion in hardware (same bits as the table above).
+  uint16_t r;
+  asm("{\n .reg .b8 t;\n cvt.rn.satfinite.e2m1x2.f32 t, %1, %2;\n cvt.u16.u8 %0, t;\n}"
+      : "=h"(r)
+      : "f"(hi), "f"(lo));
+  return r;
+#else
+  return EncodeE2M1(lo) | (EncodeE2M1(hi) << 4);
+#endif
+}
+
+JAX_FP4_HD float DecodeE2M1(uint32_t code) {
+  // Magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6 as float32 bit patterns.
+  constexpr uint32_t kMagBits[8] = {0x00000000u, 0x3F000000u, 0x3F800000u, 0x3FC00000u,
+                                    0x40000000u, 0x40400000u, 0x40800000u, 0x40C00000u};
+  return BitsFloat(kMagBits[code & 7u] | ((code & 8u) << 28));
+}
+
+// ---- E4M3 "fn" (SPEC 2.2) ----
+
+// Round-to-nearest-even with saturation to +-448 (what cvt.rn.satfinite.e4m3x2.f32 does).
+JAX_FP4_HD uint32_t EncodeE4M3(float x) {
+  const uint32_t u = FloatBits(x);
+  const uint32_t sign = (u >> 24) & 0x80u;
+  const uint32_t mag = u & kAbsMask;
+  if (mag > kInfBits) return 0x7Fu;
+  if (mag >= 0x43E00000u) return sign | 0x7Eu;  // >= 448, inf included
+  const uint32_t exp = mag >> 23;
+  if (exp >= 121) {
+    // Normal E4M3 (>= 2^-6): round the 23-bit mantissa to 3 bits; a carry bumps the exponent.
+    const uint32_t rounded = (mag + 0x7FFFFu + ((mag >> 20) & 1u)) >> 20;
+    return sign | (rounded - (120u << 3));
+  }
+  if (exp == 0) return sign;  // zero or float32 subnormal: far below 2^-10
+  // Subnormal E4M3: multiples of 2^-9, i.e. the 24-bit significand shifted right.
+  const uint32_t significand = (mag & 0x7FFFFFu) | 0x800000u;
+  const uint32_t shift = 141u - exp;  // 21 at 2^-7 ... up to 140
+  if (shift >= 26) return sign;
+  uint32_t q = significand >> shift;
+  const uint32_t rem = significand & ((1u << shift) - 1u);
+  const uint32_t half = 1u << (shift - 1u);
+  if (rem > half || (rem == half && (q & 1u))) q += 1;
+  return sign | q;
+}
+
+JAX_FP4_HD float DecodeE4M3(uint32_t code) {
+  const uint32_t sign = (code & 0x80u) << 24;
+  const uint32_t exp = (code >> 3) & 0xFu;
+  const uint32_t man = code & 7u;
+  if ((code & 0x7Fu) == 0x7Fu) return BitsFloat(0x7FC00000u);
+  if (exp == 0) {
+    // m * 2^-9 is a normal float32 (or zero): build it exactly.
+    return BitsFloat(sign | FloatBits(static_cast<float>(man) * 0.001953125f));
+  }
+  return BitsFloat(sign | ((exp + 120u) << 23) | (man << 20));
+}
+
+// ---- UE8M0 (SPEC 2.3) ----
+
+// Smallest power of two >= |x| (round toward +inf), saturating at 2^127; NaN -> 255.
+JAX_FP4_HD uint32_t EncodeUe8m0(float x) {
+  const uint32_t mag = FloatBits(x) & kAbsMask;
+  if (mag > kInfBits) return 255u;
+  const uint32_t bf16 = (mag + 0xFFFFu) >> 16;  // round up to bfloat16
+  uint32_t exp = bf16 >> 7;
+  if ((bf16 & 0x7Fu) != 0 && bf16 > 0x0040u && bf16 < 0x7F80u) exp += 1;
+  return exp == 255u ? 254u : exp;
+}
+
+// Bit-pattern decoding `c << 23`: 0 -> +0.0, 255 -> +inf (the dequantizers of SPEC 5.6/5.9).
+JAX_FP4_HD float DecodeUe8m0Bits(uint32_t code) { return BitsFloat((code & 0xFFu) << 23); }
+
+// Host-value decoding: 0 -> 2^-127 (a subnormal, kept), 255 -> NaN (mxfp4_dequantize_host).
+JAX_FP4_HD float DecodeUe8m0Host(uint32_t code) {
+  if (code == 255u) return BitsFloat(0x7FC00000u);
+  if (code == 0u) return BitsFloat(0x00400000u);
+  return BitsFloat(code << 23);
+}
+
+// 2^(127 - code) for 1 <= code <= 253; 0 for code 0 and for 254, whose 2^-127 the device
+// flushes. This is both `rcp(device value)` of MXFP8 (4.7) and the MXFP4 output scale (4.5).
+JAX_FP4_HD float Ue8m0InverseScale(uint32_t code) {
+  return (code == 0u || code >= 254u) ? 0.0f : BitsFloat((254u - code) << 23);
+}
+
+// ---- 16-bit and FP8 inputs, widened exactly (SPEC 1.3) ----
+
+JAX_FP4_HD float Bf16ToFloat(uint16_t h) { return BitsFloat(static_cast<uint32_t>(h) << 16); }
+
+JAX_FP4_HD float HalfToFloat(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+#else
+  const uint32_t sign = (static_cast<uint32_t>(h) & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1Fu;
+  const uint32_t man = h & 0x3FFu;
+  if (exp == 0x1Fu) return BitsFloat(sign | kInfBits | (man << 13));
+  if (exp != 0) return BitsFloat(sign | ((exp + 112u) << 23) | (man << 13));
+  // fp16 subnormal: man * 2^-24, exact in float32.
+  return BitsFloat(sign | FloatBits(static_cast<float>(man) * 5.9604644775390625e-8f));
+#endif
+}
+
+// float32 -> fp16, round to nearest even, overflow to inf (__float2half_rn, SPEC 2.4).
+JAX_FP4_HD uint16_t FloatToHalf(float f) {
+#if defined(__CUDA_ARCH__)
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+#else
+  const uint32_t u = FloatBits(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t mag = u & kAbsMask;
+  if (mag > kInfBits) return static_cast<uint16_t>(sign | 0x7E00u);
+  if (mag >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // rounds past 65504
+  const uint32_t exp = mag >> 23;
+  if (exp >= 113) {  // normal fp16
+    const uint32_t rounded = (mag + 0xFFFu + ((mag >> 13) & 1u)) >> 13;
+    return static_cast<uint16_t>(sign | (rounded - (112u << 10)));
+  }
+  if (exp < 102) return static_cast<uint16_t>(sign);  // below half of the smallest subnormal
+  const uint32_t significand = (mag & 0x7FFFFFu) | 0x800000u;
+  const uint32_t shift = 126u - exp;  // fp16 subnormal step 2^-24
+  uint32_t q = significand >> shift;
+  const uint32_t rem = significand & ((1u << shift) - 1u);
+  const uint32_t half = 1u << (shift - 1u);
+  if (rem > half || (rem == half && (q & 1u))) q += 1;
+  return static_cast<uint16_t>(sign | q);
+#endif
+}
+
+// float32 -> bfloat16, round to nearest even (__float2bfloat16_rn), NaN stays NaN.
+JAX_FP4_HD uint16_t FloatToBf16(float f) {
+  const uint32_t u = FloatBits(f);
+  if ((u & kAbsMask) > kInfBits) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// Input element types, as the FFI hands them to us (16-bit floats are raw uint16_t).
+enum class InputType : int { kF16, kBf16, kE4m3, kF32 };
+
+}  // namespace jax_fp4

@@ -1,0 +1,66 @@
+// Scale-factor layouts (SPEC 3): where scale byte (row r, block column k) of an [M, C] scale
+// matrix lands in the output buffer. Shared by the CPU handlers and the CUDA kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "common/formats.h"
+
+namespace jax_fp4 {
+
+// Same numbering as FlashInfer's SfLayout / QuantizationSFLayout.
+enum SfLayout : int64_t { kLayout128x4 = 0, kLayout8x4 = 1, kLayoutLinear = 2 };
+
+JAX_FP4_HD int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Rows of the padded scale matrix: 128 or 8 for the swizzled tiles, none for linear.
+JAX_FP4_HD int64_t SfPaddedRows(int64_t layout, int64_t rows) {
+  return layout == kLayout128x4 ? RoundUp(rows, 128)
+         : layout == kLayout8x4 ? RoundUp(rows, 8)
+                                : rows;
+}
+
+JAX_FP4_HD int64_t SfPaddedCols(int64_t layout, int64_t cols) {
+  return layout == kLayoutLinear ? cols : RoundUp(cols, 4);
+}
+
+JAX_FP4_HD int64_t SfBufferSize(int64_t layout, int64_t rows, int64_t cols) {
+  return SfPaddedRows(layout, rows) * SfPaddedCols(layout, cols);
+}
+
+// Byte offset of (r, k) in a buffer for a matrix with `cols` scale columns (before padding).
+JAX_FP4_HD int64_t SfOffset(int64_t layout, int64_t r, int64_t k, int64_t cols) {
+  if (layout == kLayout128x4) {
+    // 512-byte tiles of 128 rows x 4 columns, row-tile-major; inside, [r%32][(r%128)/32][k%4].
+    const int64_t col_tiles = RoundUp(cols, 4) >> 2;
+    return (((r >> 7) * col_tiles + (k >> 2)) << 9) + ((r & 31) << 4) + (((r >> 5) & 3) << 2) +
+           (k & 3);
+  }
+  if (layout == kLayout8x4) {
+    // 32-byte tiles of 8 rows x 4 columns, row-tile-major; row-major inside.
+    const int64_t col_tiles = RoundUp(cols, 4) >> 2;
+    return (((r >> 3) * col_tiles + (k >> 2)) << 5) + ((r & 7) << 2) + (k & 3);
+  }
+  return r * cols + k;
+}
+
+// Inverse of SfOffset for the swizzled layouts: which (r, k) a buffer byte holds. Padding
+// bytes map to r >= rows or k >= cols.
+JAX_FP4_HD void SfOffsetInverse(int64_t layout, int64_t offset, int64_t cols, int64_t& r,
+                                int64_t& k) {
+  const int64_t col_tiles = RoundUp(cols, 4) >> 2;
+  if (layout == kLayout128x4) {
+    const int64_t tile = offset >> 9, inner = offset & 511;
+    r = (tile / col_tiles) * 128 + ((inner >> 2) & 3) * 32 + (inner >> 4);
+    k = (tile % col_tiles) * 4 + (inner & 3);
+  } else if (layout == kLayout8x4) {
+    const int64_t tile = offset >> 5, inner = offset & 31;
+    r = (tile / col_tiles) * 8 + (inner >> 2);
+    k = (tile % col_tiles) * 4 + (inner & 3);
+  } else {
+    r = cols ? offset / cols : 0;
+    k = cols ? offset % cols : 0;
+  }
+}
+
+}  // namespace jax_fp4

@@ -1,0 +1,71 @@
+// CPU handler of the block dequantizers (e2m1_and_ufp8sf_scale_to_float, mxfp4_dequantize(_host),
+// mxfp8_dequantize_host): element decode times scale decode, FlashInfer's host IEEE math.
+#include "common/block_scale.h"
+#include "common/ffi_utils.h"
+#include "common/sf_layout.h"
+#include "handlers.h"
+
+namespace jax_fp4::cpu {
+namespace {
+
+// codes: u8 [B..., M, K/2] (E2M1, packed) or [B..., M, K] (E4M3); scales: u8 [B..., N] with
+// N the layout's buffer size for an [M, K/sf_vec_size] matrix; global_scale: f32 [B..., 1];
+// out: f32 [B..., M, K] = hmul(decode(code), hmul(decode(scale), global_scale)).
+ffi::Error BlockDequantizeCpuImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::U8> scales,
+                                  ffi::Buffer<ffi::F32> global_scale,
+                                  ffi::ResultBuffer<ffi::F32> out, int64_t element_format,
+                                  int64_t scale_format, int64_t sf_vec_size, int64_t layout,
+                                  bool plus_zero_code8, int64_t num_batch_dims) {
+  constexpr const char* kOp = "dequantize";
+  const Dims3 d = SplitDims(out->dimensions(), num_batch_dims);
+  if (sf_vec_size <= 0 || d.last % sf_vec_size != 0)
+    return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
+  const auto elem = static_cast<ElementFormat>(element_format);
+  const auto sfmt = static_cast<ScaleFormat>(scale_format);
+  const int64_t cols = d.last / sf_vec_size;
+  const int64_t sf_size = SfBufferSize(layout, d.rows, cols);
+  const int64_t code_row = elem == ElementFormat::kE2m1 ? d.last / 2 : d.last;
+  if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
+      static_cast<int64_t>(scales.element_count()) != d.batch * sf_size ||
+      static_cast<int64_t>(global_scale.element_count()) != d.batch)
+    return InvalidArgument(kOp, "input sizes do not match the output");
+  const uint8_t* c = codes.typed_data();
+  const uint8_t* sf = scales.typed_data();
+  const float* gs = global_scale.typed_data();
+  float* o = out->typed_data();
+  ParallelFor(d.batch * d.rows, std::max<int64_t>(1, (1 << 16) / d.last), [&](int64_t begin,
+                                                                              int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / d.rows, r = row % d.rows;
+      for (int64_t j = 0; j < cols; ++j) {
+        const float scale = HostMul(DecodeScale(sfmt, sf[b * sf_size + SfOffset(layout, r, j, cols)]),
+                                    gs[b]);
+        for (int64_t i = j * sf_vec_size; i < (j + 1) * sf_vec_size; ++i) {
+          const uint32_t code = elem == ElementFormat::kE2m1
+                                    ? (c[row * code_row + i / 2] >> (4 * (i & 1))) & 0xFu
+                                    : c[row * code_row + i];
+          o[row * d.last + i] = HostMul(DecodeElement(elem, code, plus_zero_code8), scale);
+        }
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BlockDequantizeCpu, BlockDequantizeCpuImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Arg<ffi::Buffer<ffi::U8>>()     // scales
+                                  .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
+                                  .Ret<ffi::Buffer<ffi::F32>>()    // out
+                                  .Attr<int64_t>("element_format")
+                                  .Attr<int64_t>("scale_format")
+                                  .Attr<int64_t>("sf_vec_size")
+                                  .Attr<int64_t>("layout")
+                                  .Attr<bool>("plus_zero_code8")
+                                  .Attr<int64_t>("num_batch_dims"));
+
+}  // namespace jax_fp4::cpu

@@ -1,0 +1,171 @@
+// CPU handlers of the block quantizers (fp4_quantize: NVFP4 and MXFP4; mxfp8_quantize).
+// Rows are split across threads; each block calls the shared recipe of common/block_scale.h.
+#include <cstring>
+
+#include "common/block_scale.h"
+#include "common/ffi_utils.h"
+#include "common/sf_layout.h"
+#include "handlers.h"
+
+namespace jax_fp4::cpu {
+namespace {
+
+template <InputType kType>
+float LoadInput(const void* base, int64_t i) {
+  if constexpr (kType == InputType::kF16) return HalfToFloat(static_cast<const uint16_t*>(base)[i]);
+  if constexpr (kType == InputType::kBf16) return Bf16ToFloat(static_cast<const uint16_t*>(base)[i]);
+  if constexpr (kType == InputType::kE4m3) return DecodeE4M3(static_cast<const uint8_t*>(base)[i]);
+  if constexpr (kType == InputType::kF32) return static_cast<const float*>(base)[i];
+}
+
+// Shapes of one quantizer call: `batch` independent [rows, cols] inputs, each quantized into
+// rows of `padded_cols` (>= cols, the MXFP8 alignment) and one scale buffer of `sf_size` bytes.
+struct QuantizeShape {
+  int64_t batch, rows, cols, padded_cols, layout, sf_size;
+  int64_t global_scales_per_batch;  // 1 or rows (row-wise global scale, SPEC 4.2.3)
+};
+
+template <Recipe kRecipe, bool kInputFp8, InputType kType>
+void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint8_t* scales,
+                  const QuantizeShape& s, bool inversed) {
+  using Q = BlockQuantizer<kRecipe, kInputFp8>;
+  constexpr int kSfVec = Q::kSfVec;
+  const int64_t blocks = s.padded_cols / kSfVec;
+  const int64_t code_row_bytes = Q::kFp4Out ? s.padded_cols / 2 : s.padded_cols;
+  // Zero first: padding rows/columns of swizzled buffers must read 0 (SPEC 3.4).
+  std::memset(scales, 0, static_cast<size_t>(s.batch * s.sf_size));
+  ParallelFor(s.batch * s.rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
+              [&](int64_t begin, int64_t end) {
+    float v[kSfVec];
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / s.rows, r = row % s.rows;
+      Q q;
+      if constexpr (Q::kUsesGlobalScale)
+        q.InitRow(global_scale[b * s.global_scales_per_batch +
+                               (s.global_scales_per_batch == 1 ? 0 : r)],
+                  inversed, 0u);
+      const int64_t in_row = row * s.cols;
+      uint8_t* out = codes + row * code_row_bytes;
+      for (int64_t j = 0; j < blocks; ++j) {
+        float amax = 0.0f;
+        for (int i = 0; i < kSfVec; ++i) {
+          const int64_t col = j * kSfVec + i;
+          v[i] = col < s.cols ? q.Prepare(LoadInput<kType>(x, in_row + col)) : 0.0f;
+          amax = AbsMax(amax, v[i]);
+        }
+        const BlockScale bs = q.Scale(amax);
+        scales[b * s.sf_size + SfOffset(s.layout, r, j, blocks)] = static_cast<uint8_t>(bs.code);
+        if constexpr (Q::kFp4Out) {
+          for (int i = 0; i < kSfVec; i += 2)
+            out[(j * kSfVec + i) / 2] =
+                static_cast<uint8_t>(Q::EncodePair(v[i], v[i + 1], bs.out_scale));
+        } else {
+          for (int i = 0; i < kSfVec; ++i)
+            out[j * kSfVec + i] = static_cast<uint8_t>(Q::EncodeOne(v[i], bs.out_scale));
+        }
+      }
+    }
+  });
+}
+
+template <Recipe kRecipe, bool kInputFp8>
+ffi::Error DispatchInput(ffi::AnyBuffer x, const float* gs, uint8_t* codes, uint8_t* sf,
+                         const QuantizeShape& s, bool inversed, const char* op) {
+  const void* p = x.untyped_data();
+  switch (x.element_type()) {
+    case ffi::F16:
+      if constexpr (!kInputFp8) QuantizeRows<kRecipe, false, InputType::kF16>(p, gs, codes, sf, s, inversed);
+      return ffi::Error::Success();
+    case ffi::BF16:
+      if constexpr (!kInputFp8) QuantizeRows<kRecipe, false, InputType::kBf16>(p, gs, codes, sf, s, inversed);
+      return ffi::Error::Success();
+    case ffi::F8E4M3FN:
+      if constexpr (kRecipe != Recipe::kMxfp8)
+        QuantizeRows<kRecipe, true, InputType::kE4m3>(p, gs, codes, sf, s, inversed);
+      return ffi::Error::Success();
+    case ffi::F32:
+      if constexpr (kRecipe == Recipe::kMxfp8) QuantizeRows<kRecipe, false, InputType::kF32>(p, gs, codes, sf, s, inversed);
+      return ffi::Error::Success();
+    default:
+      return InvalidArgument(op, "unsupported input dtype");
+  }
+}
+
+// x: [B..., M..., K] f16|bf16|f8e4m3fn; global_scale: f32 [B..., 1 or M];
+// codes: u8 [B..., M..., K/2] packed E2M1; scales: u8 [B..., buffer] in `layout`.
+ffi::Error Fp4QuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> global_scale,
+                              ffi::ResultBuffer<ffi::U8> codes, ffi::ResultBuffer<ffi::U8> scales,
+                              int64_t sf_vec_size, bool use_ue8m0, int64_t layout,
+                              bool inversed, bool exact, int64_t num_batch_dims) {
+  constexpr const char* kOp = "fp4_quantize";
+  const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
+  if (!((sf_vec_size == 16 && !use_ue8m0) || (sf_vec_size == 32 && use_ue8m0)))
+    return InvalidArgument(kOp, "only sf_vec_size 16 with E4M3 or 32 with UE8M0 scales");
+  if (d.last % sf_vec_size != 0) return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
+  QuantizeShape s{d.batch, d.rows, d.last, d.last, layout,
+                  SfBufferSize(layout, d.rows, d.last / sf_vec_size), 0};
+  const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
+  s.global_scales_per_batch = d.batch > 0 ? n_gs / d.batch : 1;
+  if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
+  if (s.global_scales_per_batch * d.batch != n_gs ||
+      (s.global_scales_per_batch != 1 && s.global_scales_per_batch != d.rows))
+    return InvalidArgument(kOp, "global_scale must have 1 or M elements per batch");
+  if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * d.last / 2 ||
+      static_cast<int64_t>(scales->element_count()) != d.batch * s.sf_size)
+    return InvalidArgument(kOp, "output sizes do not match the input");
+  const float* gs = global_scale.typed_data();
+  uint8_t* c = codes->typed_data();
+  uint8_t* sf = scales->typed_data();
+  const bool fp8 = x.element_type() == ffi::F8E4M3FN;
+  if (sf_vec_size == 32)
+    return fp8 ? DispatchInput<Recipe::kMxfp4, true>(x, gs, c, sf, s, inversed, kOp)
+               : DispatchInput<Recipe::kMxfp4, false>(x, gs, c, sf, s, inversed, kOp);
+  if (fp8) return DispatchInput<Recipe::kNvfp4, true>(x, gs, c, sf, s, inversed, kOp);
+  return exact ? DispatchInput<Recipe::kNvfp4Exact, false>(x, gs, c, sf, s, inversed, kOp)
+               : DispatchInput<Recipe::kNvfp4, false>(x, gs, c, sf, s, inversed, kOp);
+}
+
+// x: [B..., M..., K] f16|bf16|f32 -> codes: u8 [B..., M..., Kp] E4M3 bytes,
+// scales: u8 [B..., buffer] UE8M0 in `layout`; Kp = round_up(K, alignment).
+ffi::Error Mxfp8QuantizeCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> codes,
+                                ffi::ResultBuffer<ffi::U8> scales, int64_t layout,
+                                int64_t alignment, int64_t num_batch_dims) {
+  constexpr const char* kOp = "mxfp8_quantize";
+  const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
+  if (d.last % 32 != 0 || alignment <= 0 || alignment % 32 != 0)
+    return InvalidArgument(kOp, "K and alignment must be multiples of 32");
+  const int64_t kp = RoundUp(d.last, alignment);
+  QuantizeShape s{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32), 1};
+  if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
+      static_cast<int64_t>(scales->element_count()) != d.batch * s.sf_size)
+    return InvalidArgument(kOp, "output sizes do not match the input");
+  return DispatchInput<Recipe::kMxfp8, false>(x, nullptr, codes->typed_data(),
+                                              scales->typed_data(), s, false, kOp);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Fp4QuantizeCpu, Fp4QuantizeCpuImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()           // x
+                                  .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // scales
+                                  .Attr<int64_t>("sf_vec_size")
+                                  .Attr<bool>("use_ue8m0")
+                                  .Attr<int64_t>("layout")
+                                  .Attr<bool>("inversed")
+                                  .Attr<bool>("exact")
+                                  .Attr<int64_t>("num_batch_dims"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Mxfp8QuantizeCpu, Mxfp8QuantizeCpuImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()           // x
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // scales
+                                  .Attr<int64_t>("layout")
+                                  .Attr<int64_t>("alignment")
+                                  .Attr<int64_t>("num_batch_dims"));
+
+}  // namespace jax_fp4::cpu

@@ -1,0 +1,198 @@
+// CUDA handlers that move bytes: packbits, segment_packbits and block_scale_interleave.
+// Same contracts as ffi/cpu/packing.cc.
+#include <cuda_runtime.h>
+
+#include "common/packing.h"
+#include "common/sf_layout.h"
+#include "cuda/cuda_utils.h"
+#include "handlers.h"
+
+namespace jax_fp4::cuda {
+namespace {
+
+// One thread per output byte.
+__global__ void PackbitsKernel(const uint8_t* __restrict__ x, uint8_t* __restrict__ out,
+                               int64_t rows, int64_t n, bool little) {
+  const int64_t nbytes = CeilDiv8(n), total = rows * nbytes;
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / nbytes, j = i - r * nbytes;
+    const uint8_t* src = x + r * n + 8 * j;
+    if (n % 8 == 0) {  // aligned: one 8-byte load
+      const uint2 w = *reinterpret_cast<const uint2*>(src);
+      uint8_t bytes[8];
+      *reinterpret_cast<uint2*>(bytes) = w;
+      out[i] = PackByte(bytes, 8, little);
+    } else {
+      out[i] = PackByte(src, n - 8 * j, little);
+    }
+  }
+}
+
+ffi::Error PackbitsCudaImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out,
+                            bool little) {
+  const auto dims = x.dimensions();
+  const int64_t n = dims.size() ? dims[dims.size() - 1] : 1;
+  const int64_t rows = n ? static_cast<int64_t>(x.element_count()) / n : 0;
+  if (static_cast<int64_t>(out->element_count()) != rows * CeilDiv8(n))
+    return InvalidArgument("packbits", "output size does not match the input");
+  if (rows * n == 0) return ffi::Error::Success();
+  PackbitsKernel<<<GridFor(rows * CeilDiv8(n)), kThreads, 0, stream>>>(
+      static_cast<const uint8_t*>(x.untyped_data()), out->typed_data(), rows, n, little);
+  return LaunchStatus("packbits");
+}
+
+// Phase 1, one block per batch row: new_indptr[s+1] = sum of ceil(len/8) over segments <= s.
+template <typename Index>
+__global__ void SegmentOffsetsKernel(const Index* __restrict__ indptr, int32_t* __restrict__ new_indptr,
+                                     int64_t n, int64_t segments) {
+  const Index* ip = indptr + blockIdx.x * (segments + 1);
+  int32_t* np = new_indptr + blockIdx.x * (segments + 1);
+  __shared__ int32_t partial[kThreads];
+  __shared__ int32_t carry;
+  if (threadIdx.x == 0) {
+    carry = 0;
+    np[0] = 0;
+  }
+  __syncthreads();
+  for (int64_t base = 0; base < segments; base += kThreads) {
+    const int64_t s = base + threadIdx.x;
+    int32_t bytes = 0;
+    if (s < segments) {
+      int64_t begin = ip[s], end = ip[s + 1];
+      ClampSegment(n, begin, end);
+      bytes = static_cast<int32_t>(CeilDiv8(end - begin));
+    }
+    partial[threadIdx.x] = bytes;
+    __syncthreads();
+    // Hillis-Steele inclusive scan over the chunk.
+    for (int offset = 1; offset < kThreads; offset <<= 1) {
+      const int32_t add = threadIdx.x >= offset ? partial[threadIdx.x - offset] : 0;
+      __syncthreads();
+      partial[threadIdx.x] += add;
+      __syncthreads();
+    }
+    if (s < segments) np[s + 1] = carry + partial[threadIdx.x];
+    __syncthreads();
+    if (threadIdx.x == kThreads - 1) carry += partial[kThreads - 1];
+    __syncthreads();
+  }
+}
+
+// Phase 2, one thread per output byte: find its segment by binary search over new_indptr.
+template <typename Index>
+__global__ void SegmentPackKernel(const uint8_t* __restrict__ x, const Index* __restrict__ indptr,
+                                  const int32_t* __restrict__ new_indptr, uint8_t* __restrict__ y,
+                                  int64_t rows, int64_t n, int64_t segments, int64_t t,
+                                  bool little) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < rows * t;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / t, j = i - r * t;
+    const int32_t* np = new_indptr + r * (segments + 1);
+    uint8_t byte = 0;
+    if (j < np[segments]) {
+      int64_t lo = 0, hi = segments;  // largest s with np[s] <= j
+      while (hi - lo > 1) {
+        const int64_t mid = (lo + hi) / 2;
+        if (np[mid] <= j) lo = mid; else hi = mid;
+      }
+      int64_t begin = indptr[r * (segments + 1) + lo], end = indptr[r * (segments + 1) + lo + 1];
+      ClampSegment(n, begin, end);
+      const int64_t start = begin + 8 * (j - np[lo]);
+      byte = PackByte(x + r * n + start, end - start, little);
+    }
+    y[i] = byte;
+  }
+}
+
+template <typename Index>
+void LaunchSegment(cudaStream_t stream, const uint8_t* x, const void* indptr, int32_t* new_indptr,
+                   uint8_t* y, int64_t rows, int64_t n, int64_t segments, int64_t t, bool little) {
+  const auto* ip = static_cast<const Index*>(indptr);
+  SegmentOffsetsKernel<Index><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+      ip, new_indptr, n, segments);
+  if (rows * t > 0)
+    SegmentPackKernel<Index><<<GridFor(rows * t), kThreads, 0, stream>>>(
+        x, ip, new_indptr, y, rows, n, segments, t, little);
+}
+
+ffi::Error SegmentPackbitsCudaImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::AnyBuffer indptr,
+                                   ffi::ResultBuffer<ffi::U8> y,
+                                   ffi::ResultBuffer<ffi::S32> new_indptr, bool little) {
+  const auto xd = x.dimensions(), id = indptr.dimensions(), yd = y->dimensions();
+  const int64_t n = xd[xd.size() - 1], s1 = id[id.size() - 1], t = yd[yd.size() - 1];
+  const int64_t rows = static_cast<int64_t>(indptr.element_count()) / s1;
+  if (rows == 0) return ffi::Error::Success();
+  const auto* in = static_cast<const uint8_t*>(x.untyped_data());
+  if (indptr.element_type() == ffi::S64)
+    LaunchSegment<int64_t>(stream, in, indptr.untyped_data(), new_indptr->typed_data(),
+                           y->typed_data(), rows, n, s1 - 1, t, little);
+  else
+    LaunchSegment<int32_t>(stream, in, indptr.untyped_data(), new_indptr->typed_data(),
+                           y->typed_data(), rows, n, s1 - 1, t, little);
+  return LaunchStatus("segment_packbits");
+}
+
+// One thread per output element: invert the 128x4 offset, gather the element or write 0.
+template <typename T>
+__global__ void InterleaveKernel(const T* __restrict__ in, T* __restrict__ out, int64_t batch,
+                                 int64_t rows, int64_t cols) {
+  const int64_t size = SfBufferSize(kLayout128x4, rows, cols);
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < batch * size;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t b = i / size;
+    int64_t r, k;
+    SfOffsetInverse(kLayout128x4, i - b * size, cols, r, k);
+    out[i] = (r < rows && k < cols) ? in[(b * rows + r) * cols + k] : T(0);
+  }
+}
+
+ffi::Error BlockScaleInterleaveCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
+                                        ffi::Result<ffi::AnyBuffer> out) {
+  const auto dims = x.dimensions();
+  if (dims.size() < 2) return InvalidArgument("block_scale_interleave", "input must be 2-D or 3-D");
+  const int64_t rows = dims[dims.size() - 2], cols = dims[dims.size() - 1];
+  const int64_t batch = rows * cols ? static_cast<int64_t>(x.element_count()) / (rows * cols) : 0;
+  const int64_t total = batch * SfBufferSize(kLayout128x4, rows, cols);
+  if (static_cast<int64_t>(out->element_count()) != total)
+    return InvalidArgument("block_scale_interleave", "output size does not match the input");
+  if (total == 0) return ffi::Error::Success();
+  if (x.element_type() == ffi::BF16)
+    InterleaveKernel<<<GridFor(total), kThreads, 0, stream>>>(
+        static_cast<const uint16_t*>(x.untyped_data()), static_cast<uint16_t*>(out->untyped_data()),
+        batch, rows, cols);
+  else
+    InterleaveKernel<<<GridFor(total), kThreads, 0, stream>>>(
+        static_cast<const uint8_t*>(x.untyped_data()), static_cast<uint8_t*>(out->untyped_data()),
+        batch, rows, cols);
+  return LaunchStatus("block_scale_interleave");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PackbitsCuda, PackbitsCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()         // x
+                                  .Ret<ffi::Buffer<ffi::U8>>()   // out
+                                  .Attr<bool>("little"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SegmentPackbitsCuda, SegmentPackbitsCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()         // x
+                                  .Arg<ffi::AnyBuffer>()         // indptr
+                                  .Ret<ffi::Buffer<ffi::U8>>()   // y
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // new_indptr
+                                  .Attr<bool>("little"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BlockScaleInterleaveCuda, BlockScaleInterleaveCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()         // x
+                                  .Ret<ffi::AnyBuffer>(),        // out
+                              {ffi::Traits::kCmdBufferCompatible});
+
+}  // namespace jax_fp4::cuda

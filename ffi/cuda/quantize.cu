@@ -1,0 +1,252 @@
+// CUDA handlers of the block quantizers (fp4_quantize: NVFP4 and MXFP4; mxfp8_quantize).
+// Each thread owns one 16-byte input vector; the 2-8 threads of a scale block combine their
+// maxima with warp shuffles and run the shared recipe of common/block_scale.h.
+#include <cuda_runtime.h>
+
+#include "common/block_scale.h"
+#include "common/sf_layout.h"
+#include "cuda/cuda_utils.h"
+#include "handlers.h"
+
+namespace jax_fp4::cuda {
+namespace {
+
+struct QuantizeParams {
+  int64_t batch, rows, cols, padded_cols, layout, sf_size;
+  int64_t global_scales_per_batch;  // 1 or rows
+  bool inversed;
+  uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
+};
+
+template <InputType kType>
+struct InputTraits;
+template <>
+struct InputTraits<InputType::kF16> {
+  static constexpr int kElems = 8;
+  __device__ static float Get(const uint4& v, int i) {
+    const uint32_t w = (&v.x)[i / 2];
+    return HalfToFloat(static_cast<uint16_t>(w >> (16 * (i & 1))));
+  }
+};
+template <>
+struct InputTraits<InputType::kBf16> {
+  static constexpr int kElems = 8;
+  __device__ static float Get(const uint4& v, int i) {
+    const uint32_t w = (&v.x)[i / 2];
+    return Bf16ToFloat(static_cast<uint16_t>(w >> (16 * (i & 1))));
+  }
+};
+template <>
+struct InputTraits<InputType::kE4m3> {
+  static constexpr int kElems = 16;
+  __device__ static float Get(const uint4& v, int i) {
+    return DecodeE4M3(((&v.x)[i / 4] >> (8 * (i & 3))) & 0xFFu);
+  }
+};
+template <>
+struct InputTraits<InputType::kF32> {
+  static constexpr int kElems = 4;
+  __device__ static float Get(const uint4& v, int i) { return BitsFloat((&v.x)[i]); }
+};
+
+// Stores `bytes` (4, 8 or 16) output bytes held in `w` as one vector store.
+template <int kBytes>
+__device__ __forceinline__ void StoreBytes(uint8_t* dst, const uint32_t (&w)[4]) {
+  if constexpr (kBytes == 4) *reinterpret_cast<uint32_t*>(dst) = w[0];
+  if constexpr (kBytes == 8) *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+  if constexpr (kBytes == 16) *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+template <Recipe kRecipe, bool kInputFp8, InputType kType>
+__global__ void __launch_bounds__(kThreads)
+    BlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
+                        uint8_t* __restrict__ codes, uint8_t* __restrict__ scales,
+                        QuantizeParams p) {
+  using Q = BlockQuantizer<kRecipe, kInputFp8>;
+  using In = InputTraits<kType>;
+  constexpr int kElems = In::kElems;
+  constexpr int kLanes = Q::kSfVec / kElems;  // threads per scale block: 1, 2, 4 or 8
+  constexpr int kOutBytes = Q::kFp4Out ? kElems / 2 : kElems;
+  const int64_t vecs_per_row = p.padded_cols / kElems;
+  const int64_t in_vecs_per_row = p.cols / kElems;
+  const int64_t total = p.batch * p.rows * vecs_per_row;
+  const int64_t blocks_per_row = p.padded_cols / Q::kSfVec;
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  const int lane = threadIdx.x & 31;
+
+  // Warp-uniform loop bound: all lanes take part in every shuffle.
+  for (int64_t v = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; v - lane < total; v += stride) {
+    const bool active = v < total;
+    const int64_t row = active ? v / vecs_per_row : 0;
+    const int64_t col_vec = v - row * vecs_per_row;
+    const int64_t b = row / p.rows, r = row - b * p.rows;
+    uint4 raw = make_uint4(0, 0, 0, 0);
+    if (active && col_vec < in_vecs_per_row) raw = x[row * in_vecs_per_row + col_vec];
+    Q q;
+    if (Q::kUsesGlobalScale && active)
+      q.InitRow(global_scale[b * p.global_scales_per_batch +
+                             (p.global_scales_per_batch == 1 ? 0 : r)],
+                p.inversed, p.runtime_zero);
+    float f[kElems];
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kElems; ++i) {
+      f[i] = q.Prepare(In::Get(raw, i));
+      amax = AbsMax(amax, f[i]);
+    }
+#pragma unroll
+    for (int offset = 1; offset < kLanes; offset <<= 1) {
+      const float other = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
+      amax = other > amax ? other : amax;
+    }
+    if (!active) continue;
+    const BlockScale bs = q.Scale(amax);
+    uint32_t w[4] = {0, 0, 0, 0};
+    if constexpr (Q::kFp4Out) {
+#pragma unroll
+      for (int i = 0; i < kElems; i += 2)
+        w[i / 8] |= Q::EncodePair(f[i], f[i + 1], bs.out_scale) << (8 * ((i / 2) & 3));
+    } else {
+#pragma unroll
+      for (int i = 0; i < kElems; ++i)
+        w[i / 4] |= Q::EncodeOne(f[i], bs.out_scale) << (8 * (i & 3));
+    }
+    StoreBytes<kOutBytes>(codes + v * kOutBytes, w);
+    if (col_vec % kLanes == 0) {
+      const int64_t j = col_vec / kLanes;
+      uint8_t* sf = scales + b * p.sf_size;
+      sf[SfOffset(p.layout, r, j, blocks_per_row)] = static_cast<uint8_t>(bs.code);
+      if (j == blocks_per_row - 1)  // zero the padding columns of this row (SPEC 3.4)
+        for (int64_t k = blocks_per_row; k < SfPaddedCols(p.layout, blocks_per_row); ++k)
+          sf[SfOffset(p.layout, r, k, blocks_per_row)] = 0;
+    }
+  }
+
+  // Padding rows of swizzled layouts: whole 4-byte groups of zeros.
+  const int64_t col_groups = SfPaddedCols(p.layout, blocks_per_row) / 4;
+  const int64_t pad_rows = SfPaddedRows(p.layout, p.rows) - p.rows;
+  const int64_t pad_words = p.batch * pad_rows * col_groups;
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < pad_words; i += stride) {
+    const int64_t b = i / (pad_rows * col_groups), rem = i - b * pad_rows * col_groups;
+    const int64_t r = p.rows + rem / col_groups, kt = rem % col_groups;
+    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size +
+                                 SfOffset(p.layout, r, kt * 4, blocks_per_row)) = 0u;
+  }
+}
+
+template <Recipe kRecipe, bool kInputFp8, InputType kType>
+void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes, uint8_t* sf,
+            const QuantizeParams& p) {
+  constexpr int kElems = InputTraits<kType>::kElems;
+  const int64_t items = p.batch * p.rows * (p.padded_cols / kElems);
+  BlockQuantizeKernel<kRecipe, kInputFp8, kType><<<GridFor(items), kThreads, 0, stream>>>(
+      static_cast<const uint4*>(x), gs, codes, sf, p);
+}
+
+template <Recipe kRecipe>
+ffi::Error DispatchInput(cudaStream_t stream, ffi::AnyBuffer x, const float* gs, uint8_t* codes,
+                         uint8_t* sf, const QuantizeParams& p, const char* op) {
+  const void* in = x.untyped_data();
+  switch (x.element_type()) {
+    case ffi::F16:
+      Launch<kRecipe, false, InputType::kF16>(stream, in, gs, codes, sf, p);
+      break;
+    case ffi::BF16:
+      Launch<kRecipe, false, InputType::kBf16>(stream, in, gs, codes, sf, p);
+      break;
+    case ffi::F8E4M3FN:
+      if constexpr (kRecipe != Recipe::kMxfp8 && kRecipe != Recipe::kNvfp4Exact)
+        Launch<kRecipe, true, InputType::kE4m3>(stream, in, gs, codes, sf, p);
+      break;
+    case ffi::F32:
+      if constexpr (kRecipe == Recipe::kMxfp8)
+        Launch<kRecipe, false, InputType::kF32>(stream, in, gs, codes, sf, p);
+      break;
+    default:
+      return InvalidArgument(op, "unsupported input dtype");
+  }
+  return LaunchStatus(op);
+}
+
+// Same contract as Fp4QuantizeCpuImpl (ffi/cpu/quantize.cc).
+ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
+                               ffi::Buffer<ffi::F32> global_scale,
+                               ffi::ResultBuffer<ffi::U8> codes, ffi::ResultBuffer<ffi::U8> scales,
+                               int64_t sf_vec_size, bool use_ue8m0, int64_t layout, bool inversed,
+                               bool exact, int64_t num_batch_dims) {
+  constexpr const char* kOp = "fp4_quantize";
+  const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
+  if (!((sf_vec_size == 16 && !use_ue8m0) || (sf_vec_size == 32 && use_ue8m0)))
+    return InvalidArgument(kOp, "only sf_vec_size 16 with E4M3 or 32 with UE8M0 scales");
+  if (d.last % sf_vec_size != 0) return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
+  QuantizeParams p{d.batch, d.rows, d.last, d.last, layout,
+                   SfBufferSize(layout, d.rows, d.last / sf_vec_size), 1, inversed, 0u};
+  const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
+  if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
+  p.global_scales_per_batch = d.batch > 0 ? n_gs / d.batch : 1;
+  if (p.global_scales_per_batch * d.batch != n_gs ||
+      (p.global_scales_per_batch != 1 && p.global_scales_per_batch != d.rows))
+    return InvalidArgument(kOp, "global_scale must have 1 or M elements per batch");
+  if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * d.last / 2 ||
+      static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
+    return InvalidArgument(kOp, "output sizes do not match the input");
+  const float* gs = global_scale.typed_data();
+  uint8_t* c = codes->typed_data();
+  uint8_t* sf = scales->typed_data();
+  if (sf_vec_size == 32) return DispatchInput<Recipe::kMxfp4>(stream, x, gs, c, sf, p, kOp);
+  // FP8 input ignores the exact mode (SPEC 4.6); DispatchInput routes it to the fast recipe.
+  if (exact && x.element_type() != ffi::F8E4M3FN)
+    return DispatchInput<Recipe::kNvfp4Exact>(stream, x, gs, c, sf, p, kOp);
+  return DispatchInput<Recipe::kNvfp4>(stream, x, gs, c, sf, p, kOp);
+}
+
+// Same contract as Mxfp8QuantizeCpuImpl (ffi/cpu/quantize.cc).
+ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
+                                 ffi::ResultBuffer<ffi::U8> codes,
+                                 ffi::ResultBuffer<ffi::U8> scales, int64_t layout,
+                                 int64_t alignment, int64_t num_batch_dims) {
+  constexpr const char* kOp = "mxfp8_quantize";
+  const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
+  if (d.last % 32 != 0 || alignment <= 0 || alignment % 32 != 0)
+    return InvalidArgument(kOp, "K and alignment must be multiples of 32");
+  const int64_t kp = RoundUp(d.last, alignment);
+  QuantizeParams p{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32),
+                   1, false, 0u};
+  if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
+      static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
+    return InvalidArgument(kOp, "output sizes do not match the input");
+  // MXFP8 reads no global scale (BlockQuantizer::kUsesGlobalScale is false).
+  return DispatchInput<Recipe::kMxfp8>(stream, x, nullptr, codes->typed_data(),
+                                       scales->typed_data(), p, kOp);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Fp4QuantizeCuda, Fp4QuantizeCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()           // x
+                                  .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // scales
+                                  .Attr<int64_t>("sf_vec_size")
+                                  .Attr<bool>("use_ue8m0")
+                                  .Attr<int64_t>("layout")
+                                  .Attr<bool>("inversed")
+                                  .Attr<bool>("exact")
+                                  .Attr<int64_t>("num_batch_dims"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Mxfp8QuantizeCuda, Mxfp8QuantizeCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()           // x
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // scales
+                                  .Attr<int64_t>("layout")
+                                  .Attr<int64_t>("alignment")
+                                  .Attr<int64_t>("num_batch_dims"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+}  // namespace jax_fp4::cuda

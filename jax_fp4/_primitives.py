@@ -1,0 +1,231 @@
+"""The JAX primitives of jax_fp4: abstract evaluation, batching and lowering of every op.
+
+Each primitive is one FFI target (the same name on CPU and CUDA). Its default lowering is the
+pure-JAX twin in ``_reference.py``, so every JAX platform works; CPU lowers to the C++
+handler and CUDA to the CUDA handler when ``_jax_fp4_cuda`` is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import batching, mlir, xla
+
+from jax_fp4 import _reference, _registry
+from jax_fp4._shapes import sf_buffer_size, sf_padded_shape
+
+
+def _ffi_attr(value):
+    # XLA FFI decodes attributes by exact type: int64, bool, float32.
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return np.int64(value)
+    if isinstance(value, (float, np.floating)):
+        return np.float32(value)
+    raise TypeError(f"unsupported FFI attribute {value!r}")
+
+
+def _vmapped(fn: Callable, num_batch_dims: int) -> Callable:
+    """fn applied independently over the leading ``num_batch_dims`` axes of every operand."""
+    for _ in range(num_batch_dims):
+        fn = jax.vmap(fn)
+    return fn
+
+
+def _define(
+    name: str,
+    abstract_eval: Callable,
+    reference: Callable,
+    *,
+    batch_param: str | None = "num_batch_dims",
+    ffi_attrs: Callable[[dict], dict] = lambda params: params,
+) -> Primitive:
+    """A multiple-results primitive named and targeted ``jax_fp4_<name>``.
+
+    ``reference(*operands, **params)`` is the twin for one unbatched problem; operands carry
+    ``params[batch_param]`` leading batch axes (vmap), which the FFI handlers take as is.
+    Without ``batch_param`` the handlers treat every leading axis as independent rows.
+    """
+    target = f"jax_fp4_{name}"
+    prim = Primitive(target)
+    prim.multiple_results = True
+    prim.def_impl(partial(xla.apply_primitive, prim))
+    prim.def_abstract_eval(abstract_eval)
+
+    def twin(*args, **params):
+        n = params.pop(batch_param, 0) if batch_param else 0
+        return _vmapped(lambda *a: reference(*a, **params), n)(*args)
+
+    def twin_lowering(ctx, *args, **params):
+        return mlir.lower_fun(lambda *a: twin(*a, **params), multiple_results=True)(ctx, *args)
+
+    def ffi_lowering(ctx, *args, **params):
+        if any(np.prod(aval.shape) == 0 for aval in ctx.avals_out):
+            return twin_lowering(ctx, *args, **params)  # empty outputs: no custom call
+        attrs = {k: _ffi_attr(v) for k, v in ffi_attrs(params).items()}
+        return jax.ffi.ffi_lowering(target)(ctx, *args, **attrs)
+
+    def batch_rule(args, dims, **params):
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not batching.not_mapped)
+        # Every operand gets the new axis in front (unmapped ones are broadcast), so the
+        # handlers see one more batch axis: one launch for the whole batch.
+        moved = [
+            batching.bdim_at_front(a, d, size) if d is not batching.not_mapped
+            else jnp.broadcast_to(a, (size, *a.shape))
+            for a, d in zip(args, dims)
+        ]
+        if batch_param:
+            params = {**params, batch_param: params[batch_param] + 1}
+        outs = prim.bind(*moved, **params)
+        return outs, [0] * len(outs)
+
+    mlir.register_lowering(prim, twin_lowering)
+    mlir.register_lowering(prim, ffi_lowering, platform="cpu")
+    if target in _registry.CUDA_TARGETS:
+        mlir.register_lowering(prim, ffi_lowering, platform="cuda")
+    batching.primitive_batchers[prim] = batch_rule
+    prim.twin = twin  # the pure-JAX computation for backend="xla"
+    return prim
+
+
+def _batch_shape(aval, params) -> tuple[int, ...]:
+    return tuple(aval.shape[: params["num_batch_dims"]])
+
+
+# ---- fp4_quantize: NVFP4 / MXFP4 (SPEC 5.2) ----
+
+
+def _fp4_quantize_abstract(x, global_scale, *, sf_vec_size, use_ue8m0, layout, inversed,
+                           exact, num_batch_dims):
+    del use_ue8m0, inversed, exact, global_scale
+    batch = tuple(x.shape[:num_batch_dims])
+    inner = x.shape[num_batch_dims:]
+    rows = int(np.prod(inner[:-1], dtype=np.int64))
+    k = inner[-1]
+    codes = jax.core.ShapedArray((*batch, *inner[:-1], k // 2), jnp.uint8)
+    scales = jax.core.ShapedArray(
+        (*batch, *sf_padded_shape(layout, rows, k // sf_vec_size)), jnp.uint8)
+    return codes, scales
+
+
+fp4_quantize_p = _define("fp4_quantize", _fp4_quantize_abstract, _reference.fp4_quantize)
+
+
+# ---- mxfp8_quantize (SPEC 5.16) ----
+
+
+def _mxfp8_quantize_abstract(x, *, layout, alignment, num_batch_dims):
+    batch = tuple(x.shape[:num_batch_dims])
+    inner = x.shape[num_batch_dims:]
+    rows = int(np.prod(inner[:-1], dtype=np.int64))
+    kp = -(-inner[-1] // alignment) * alignment
+    codes = jax.core.ShapedArray((*batch, *inner[:-1], kp), jnp.uint8)
+    scales = jax.core.ShapedArray((*batch, sf_buffer_size(layout, rows, kp // 32)), jnp.uint8)
+    return codes, scales
+
+
+mxfp8_quantize_p = _define("mxfp8_quantize", _mxfp8_quantize_abstract,
+                           _reference.mxfp8_quantize)
+
+
+# ---- block_dequantize: every dequantizer (SPEC 5.6, 5.7, 5.9, 5.17) ----
+
+ELEMENT_E2M1, ELEMENT_E4M3 = 0, 1
+SCALE_E4M3, SCALE_UE8M0_BITS, SCALE_UE8M0_HOST = 0, 1, 2
+
+
+def _block_dequantize_abstract(codes, scales, global_scale, *, element_format, scale_format,
+                               sf_vec_size, layout, plus_zero_code8, num_batch_dims):
+    del scales, global_scale, scale_format, sf_vec_size, layout, plus_zero_code8
+    k = codes.shape[-1] * (2 if element_format == ELEMENT_E2M1 else 1)
+    return (jax.core.ShapedArray((*codes.shape[:-1], k), jnp.float32),)
+
+
+def _block_dequantize_twin(codes, scales, global_scale, *, element_format, scale_format,
+                           sf_vec_size, layout, plus_zero_code8):
+    del plus_zero_code8  # implied by the host UE8M0 decoding (mxfp4_dequantize_host)
+    lead, k_bytes = codes.shape[:-1], codes.shape[-1]
+    rows = int(np.prod(lead, dtype=np.int64))
+    codes2d = codes.reshape(rows, k_bytes)
+    if element_format == ELEMENT_E4M3:
+        out = _reference.mxfp8_dequantize_host(codes2d, scales, layout=layout)
+    elif scale_format == SCALE_UE8M0_HOST:
+        out = _reference.mxfp4_dequantize_host(
+            codes2d, scales.reshape(rows, 2 * k_bytes // sf_vec_size), group_size=sf_vec_size)
+    else:
+        out = _reference.e2m1_and_ufp8sf_scale_to_float(
+            codes2d, scales, global_scale, sf_vec_size=sf_vec_size,
+            ufp8_type=1 if scale_format == SCALE_E4M3 else 0, layout=layout)
+    return (out.reshape(*lead, out.shape[-1]),)
+
+
+block_dequantize_p = _define("block_dequantize", _block_dequantize_abstract,
+                             _block_dequantize_twin)
+
+
+def _rowwise(fn: Callable, *args):
+    """fn over the flattened leading axes of its operands (each row one problem)."""
+    lead = args[0].shape[:-1]
+    flat = [a.reshape(-1, a.shape[-1]) for a in args]
+    outs = jax.vmap(fn)(*flat)
+    return [o.reshape(*lead, o.shape[-1]) for o in outs]
+
+
+# ---- block_scale_interleave (SPEC 5.8) ----
+
+
+def _interleave_abstract(x):
+    rows, cols = x.shape[-2:]
+    return (jax.core.ShapedArray((*x.shape[:-2], sf_buffer_size(0, rows, cols)), x.dtype),)
+
+
+def _interleave_twin(x):
+    rows, cols = x.shape[-2:]
+    flat = _reference.block_scale_interleave(x.reshape(-1, rows, cols))
+    return (flat.reshape(*x.shape[:-2], sf_buffer_size(0, rows, cols)),)
+
+
+block_scale_interleave_p = _define("block_scale_interleave", _interleave_abstract,
+                                   _interleave_twin, batch_param=None)
+
+
+# ---- packbits / segment_packbits (SPEC 5.18, 5.19) ----
+
+
+def _packbits_abstract(x, *, little):
+    del little
+    return (jax.core.ShapedArray((*x.shape[:-1], -(-x.shape[-1] // 8)), jnp.uint8),)
+
+
+def _packbits_twin(x, *, little):
+    order = "little" if little else "big"
+    return _rowwise(lambda row: (_reference.packbits(row, bitorder=order),), x)
+
+
+packbits_p = _define("packbits", _packbits_abstract, _packbits_twin, batch_param=None)
+
+
+def _segment_packbits_abstract(x, indptr, *, little, total_bytes):
+    del little
+    batch = x.shape[:-1]
+    return (jax.core.ShapedArray((*batch, total_bytes), jnp.uint8),
+            jax.core.ShapedArray((*batch, indptr.shape[-1]), jnp.int32))
+
+
+def _segment_packbits_twin(x, indptr, *, little, total_bytes):
+    order = "little" if little else "big"
+    return _rowwise(
+        lambda row, ptr: _reference.segment_packbits(row, ptr, bitorder=order,
+                                                     total_bytes=total_bytes), x, indptr)
+
+
+segment_packbits_p = _define(
+    "segment_packbits", _segment_packbits_abstract, _segment_packbits_twin, batch_param=None,
+    # The handler reads the output size off its result buffer.
+    ffi_attrs=lambda params: {"little": params["little"]})

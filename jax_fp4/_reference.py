@@ -1,0 +1,948 @@
+"""Pure-JAX twin of the jax_fp4 kernels: FlashInfer's quantization numerics in jnp.
+
+Every function here is jittable, has static output shapes and reproduces the
+CUDA/CPU FFI handlers bit for bit. Section numbers ("SPEC 4.2") refer to
+``shared/SPEC.md``, the specification of FlashInfer's ``flashinfer.quantization``.
+
+Two platform facts shape the code:
+
+* XLA:CPU runs float32 arithmetic with flush-to-zero and denormals-are-zero,
+  XLA:GPU does not. The device recipes (SPEC 1.1/1.2) flush operands and results
+  explicitly, so both platforms see the same values. The x86 flush decides
+  "subnormal" on the result rounded with an unbounded exponent, while the SPEC
+  rounds to the IEEE grid first; the two differ only for exact results in
+  ``[2^-126 - 2^-150, 2^-126 - 2^-151)``, which ``mul``/``div`` patch (per-block
+  scalars). Per-element products feed an encoder that maps every ``|y| < 2^-24``
+  to a signed zero, so there the patch is unnecessary (``_mul_elem``).
+* Host functions (``*_host``, ``e2m1_and_ufp8sf_scale_to_float``) use IEEE
+  float32 without flushing, so their products are built with integer
+  arithmetic (``hmul``), subnormal results included.
+
+Format encoders work on float32 bit patterns (never XLA float8 casts), and the
+fast reciprocal ``rcp`` is the table emulation of ``_rcp``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._rcp import rcp
+
+__all__ = [
+    "LAYOUT_128x4",
+    "LAYOUT_8x4",
+    "LAYOUT_LINEAR",
+    "block_scale_interleave",
+    "decode_e2m1",
+    "decode_e4m3",
+    "decode_ue8m0",
+    "div",
+    "e2m1_and_ufp8sf_scale_to_float",
+    "encode_e2m1",
+    "encode_e4m3",
+    "encode_ue8m0",
+    "fp4_quantize",
+    "hmul",
+    "mul",
+    "mxfp4_dequantize_host",
+    "mxfp8_dequantize_host",
+    "mxfp8_quantize",
+    "pack_fp4",
+    "packbits",
+    "rcp",
+    "round_to_float16",
+    "segment_packbits",
+    "sf_buffer_size",
+    "sf_matrix_shape",
+    "swizzle_scales",
+    "unpack_fp4",
+    "unswizzle_scales",
+]
+
+LAYOUT_128x4 = 0
+LAYOUT_8x4 = 1
+LAYOUT_LINEAR = 2
+
+_U32 = jnp.uint32
+_SIGN = np.uint32(0x80000000)
+_ABS = np.uint32(0x7FFFFFFF)
+_EXP = np.uint32(0x7F800000)
+_MANT = np.uint32(0x007FFFFF)
+_MIN_NORMAL = np.uint32(0x00800000)
+_QNAN = np.uint32(0x7FC00000)
+
+
+def _f32(bits: int) -> np.float32:
+    return np.array(bits, np.uint32).view(np.float32)[()]
+
+
+RCP6 = _f32(0x3E2AAAAB)  # rcp(6.0), constant-folded by ptxas (SPEC 1.2)
+RCP448 = _f32(0x3B124925)  # rcp(448.0)
+ONE_SIXTH = _f32(0x3E2AAAAB)  # 1.0f / 6.0f
+FLT_MAX = _f32(0x7F7FFFFF)
+
+
+# ----------------------------------------------------------------------------
+# Bit helpers and float32 arithmetic primitives (SPEC 1.2)
+# ----------------------------------------------------------------------------
+
+
+def _bits(x: jax.Array) -> jax.Array:
+    """float32 -> uint32 bit pattern."""
+    return lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), _U32)
+
+
+def _float(u: jax.Array) -> jax.Array:
+    """uint32 bit pattern -> float32."""
+    return lax.bitcast_convert_type(jnp.asarray(u, _U32), jnp.float32)
+
+
+def _is_nan(u: jax.Array) -> jax.Array:
+    return (u & _ABS) > _EXP
+
+
+def _nonzero(x: jax.Array) -> jax.Array:
+    """``x != 0`` on the bit pattern, so a NaN counts as non-zero."""
+    return (_bits(x) & _ABS) != 0
+
+
+def _ftz(x: jax.Array) -> jax.Array:
+    """Flushes float32 subnormals to a zero of the same sign (SPEC 1.1)."""
+    u = _bits(x)
+    return _float(jnp.where((u & _EXP) == 0, u & _SIGN, u))
+
+
+def _mul_elem(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Device product for element values that go straight into an encoder.
+
+    Differs from ``mul`` only for results in ``[2^-126 - 2^-150, 2^-126)``,
+    which every consumer (E2M1, E4M3, fp16 rounding) maps to the same signed
+    zero as a flushed result.
+    """
+    return _ftz(_ftz(a) * _ftz(b))
+
+
+def _split(u: jax.Array):
+    """(sign, biased exponent int32, 24-bit significand incl. hidden bit, 1.m as f32)."""
+    e = ((u >> 23) & 0xFF).astype(jnp.int32)
+    m = u & _MANT
+    one_m = _float(m | np.uint32(0x3F800000))
+    return u & _SIGN, e, m | _MIN_NORMAL, one_m
+
+
+def mul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Device float32 product ``mul(a, b)`` of SPEC 1.2, identical on CPU and GPU.
+
+    Flushes subnormal operands, rounds the product to nearest even on the IEEE
+    grid, then flushes a subnormal result.
+
+    Args:
+      a: float32 array.
+      b: float32 array, broadcastable with ``a``.
+
+    Returns:
+      float32 array of the broadcast shape.
+    """
+    a, b = jnp.broadcast_arrays(_ftz(a), _ftz(b))
+    p = _ftz(a * b)
+    ua, ub = _bits(a), _bits(b)
+    sa, ea, ma, fa = _split(ua)
+    sb, eb, mb, fb = _split(ub)
+    # The exact product is P * 2^(ea+eb-300) with P = ma*mb in [2^46, 2^48). It
+    # lies in the window [2^-126 - 2^-150, 2^-126 - 2^-151) (IEEE rounding gives
+    # 2^-126, x86 FTZ gives 0) iff P is 2^k - D with k = 174-ea-eb in {47, 48}
+    # and 2^(k-25) < D <= 2^(k-24). fa*fb (no underflow) pins P near 2^k, and
+    # D is then small enough to be read from the wrapped uint32 product.
+    k = 174 - ea - eb
+    m_bits = _bits(fa * fb)
+    d_wrap = jnp.uint32(0) - ma * mb  # 2^k - P mod 2^32 (k >= 32)
+    finite = (ea > 0) & (ea < 255) & (eb > 0) & (eb < 255)
+    window = finite & (
+        ((k == 47) & (m_bits == 0x3FFFFFFF) & (d_wrap <= np.uint32(1 << 23)))
+        | ((k == 48) & (m_bits == 0x407FFFFF) & (d_wrap <= np.uint32(1 << 24)))
+    )
+    return jnp.where(window, _float((sa ^ sb) | _MIN_NORMAL), p)
+
+
+def div(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Device float32 division ``div(a, b)`` of SPEC 1.2 (RN, flushed), any platform.
+
+    Args:
+      a: float32 array.
+      b: float32 array, broadcastable with ``a``.
+
+    Returns:
+      float32 array of the broadcast shape.
+    """
+    a, b = jnp.broadcast_arrays(_ftz(a), _ftz(b))
+    q = _ftz(a / b)
+    ua, ub = _bits(a), _bits(b)
+    sa, ea, ma, fa = _split(ua)
+    sb, eb, mb, fb = _split(ub)
+    # Same window as in ``mul``: the exact quotient (ma/mb) * 2^(ea-eb) rounds
+    # (IEEE) to 2^-126 but x86 flushes it. ma/mb in (0.5, 1) needs ea-eb = -126,
+    # in [1, 2) needs ea-eb = -127; the RN significand is all ones and the exact
+    # quotient is not below it (sign of the small remainder, read mod 2^32).
+    q_bits = _bits(fa / fb)
+    d = ea - eb
+    all_ones = np.uint32(0xFFFFFF)
+    rem_lo = lax.bitcast_convert_type((ma << 24) - all_ones * mb, jnp.int32)
+    rem_hi = lax.bitcast_convert_type((ma << 23) - all_ones * mb, jnp.int32)
+    finite = (ea > 0) & (ea < 255) & (eb > 0) & (eb < 255)
+    window = finite & (
+        ((ma < mb) & (d == -126) & (q_bits == 0x3F7FFFFF) & (rem_lo >= 0))
+        | ((ma >= mb) & (d == -127) & (q_bits == 0x3FFFFFFF) & (rem_hi >= 0))
+    )
+    return jnp.where(window, _float((sa ^ sb) | _MIN_NORMAL), q)
+
+
+def _fmin_flt_max(x: jax.Array) -> jax.Array:
+    """``fminf(x, FLT_MAX)``: NaN and +inf become FLT_MAX."""
+    u = _bits(x)
+    return jnp.where(_is_nan(u) | (u == _EXP), FLT_MAX, x)
+
+
+def _rne_shift_right(v: jax.Array, s: jax.Array) -> jax.Array:
+    """``v / 2^s`` rounded to nearest even; v uint32, s uint32 in [0, 31]."""
+    q = v >> s
+    one = jnp.uint32(1)
+    rem = v & (jnp.left_shift(one, s) - one)
+    half = jnp.left_shift(one, jnp.maximum(s, one) - one)
+    up = (s > 0) & ((rem > half) | ((rem == half) & ((q & 1) == 1)))
+    return q + up.astype(_U32)
+
+
+def _round_pack(sign: jax.Array, p: jax.Array, e: jax.Array) -> jax.Array:
+    """float32 bits of ``±p * 2^e`` rounded to nearest even on the IEEE grid.
+
+    ``p`` is uint32 in ``[1, 2^30)``, ``e`` int32; subnormal results are kept,
+    overflow gives ±inf.
+    """
+    nbits = 32 - lax.clz(p).astype(jnp.int32)
+    # Keep 24 significant bits, or fewer where the result is subnormal (ulp 2^-149).
+    shift = jnp.maximum(nbits - 24, -149 - e)
+    left = jnp.clip(-shift, 0, 31).astype(_U32)
+    right = jnp.clip(shift, 0, 31).astype(_U32)
+    q = jnp.where(shift <= 0, p << left, _rne_shift_right(p, right))
+    # q has its leading bit at 2^23 (normal) or below it (subnormal, exponent field
+    # 0); adding it to (biased exponent - 1) << 23 also handles the rounding carry.
+    ebase = e + shift + 149
+    bits = (jnp.clip(ebase, 0, 254).astype(_U32) << 23) + q
+    bits = jnp.where((ebase > 254) | (bits >= _EXP), _EXP, bits)
+    return sign | bits
+
+
+def hmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Host IEEE float32 product ``hmul(a, b)`` (SPEC 1.2): no flushing, RN.
+
+    Exact integer emulation, identical on every platform (XLA:CPU would flush
+    subnormal results). ``b`` must have at most 4 significant bits (E2M1, E4M3
+    and UE8M0 values, zeros, infinities, NaN), so the significand product fits
+    in 28 bits; ``a`` is any float32 (subnormals included).
+
+    Args:
+      a: float32 array.
+      b: float32 array of small-significand values, broadcastable with ``a``.
+
+    Returns:
+      float32 array of the broadcast shape; NaN results are the quiet NaN.
+    """
+    ua, ub = jnp.broadcast_arrays(_bits(a), _bits(b))
+    sign = (ua ^ ub) & _SIGN
+    aa, ab = ua & _ABS, ub & _ABS
+    nan = (aa > _EXP) | (ab > _EXP) | ((aa == _EXP) & (ab == 0)) | (
+        (ab == _EXP) & (aa == 0)
+    )
+    inf = (aa == _EXP) | (ab == _EXP)
+    zero = (aa == 0) | (ab == 0)
+    ea = ((ua >> 23) & 0xFF).astype(jnp.int32)
+    eb = ((ub >> 23) & 0xFF).astype(jnp.int32)
+    # value = significand * 2^(max(e,1) - 150); b's significand is shifted right
+    # by 20 (its low 20 bits are zero), which keeps the product below 2^28.
+    sig_a = jnp.where(ea == 0, ua & _MANT, (ua & _MANT) | _MIN_NORMAL)
+    sig_b = jnp.where(eb == 0, ub & _MANT, (ub & _MANT) | _MIN_NORMAL) >> 20
+    e = jnp.maximum(ea, 1) + jnp.maximum(eb, 1) - 300 + 20
+    p = sig_a * sig_b
+    finite = _round_pack(sign, jnp.maximum(p, np.uint32(1)), e)
+    out = jnp.where(zero, sign, finite)
+    out = jnp.where(inf, sign | _EXP, out)
+    out = jnp.where(nan, _QNAN, out)
+    return _float(out)
+
+
+# ----------------------------------------------------------------------------
+# Number formats (SPEC 2)
+# ----------------------------------------------------------------------------
+
+# Upper bounds of E2M1 magnitude codes 0..6 as float32 bits, with the tie
+# handling of SPEC 2.1: "> bound" for odd codes' lower edges, ">=" for even.
+_E2M1_GT = [0x3E800000, 0x3FA00000, 0x40200000, 0x40A00000]  # 0.25 1.25 2.5 5.0
+_E2M1_GE = [0x3F400000, 0x3FE00000, 0x40600000]  # 0.75 1.75 3.5
+_E2M1_VALUES = np.array(
+    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
+    np.float32,
+)
+
+
+def encode_e2m1(y: jax.Array) -> jax.Array:
+    """E2M1 encode ``q4`` (SPEC 2.1), like ``cvt.rn.satfinite.e2m1x2.f32``.
+
+    Args:
+      y: float32 array.
+
+    Returns:
+      uint8 codes 0..15 of the same shape: RN-even on the E2M1 grid, saturating
+      at ±6 (±inf included), sign kept (``-0 -> 0x8``), NaN -> ``0x7``.
+    """
+    u = _bits(y)
+    a = u & _ABS
+    code = jnp.zeros(u.shape, _U32)
+    for t in _E2M1_GT:
+        code = code + (a > np.uint32(t)).astype(_U32)
+    for t in _E2M1_GE:
+        code = code + (a >= np.uint32(t)).astype(_U32)
+    code = code | ((u >> 28) & np.uint32(0x8))
+    return jnp.where(_is_nan(u), np.uint32(0x7), code).astype(jnp.uint8)
+
+
+def decode_e2m1(codes: jax.Array, *, negative_zero: bool = True) -> jax.Array:
+    """E2M1 decode ``d4`` (SPEC 2.1).
+
+    Args:
+      codes: uint8 codes 0..15 (higher bits ignored).
+      negative_zero: decode code 8 as -0.0 (True) or +0.0 (the table of
+        ``mxfp4_dequantize_host``).
+
+    Returns:
+      float32 array of the same shape.
+    """
+    table = _E2M1_VALUES.copy()
+    if not negative_zero:
+        table[8] = 0.0
+    return jnp.asarray(table)[(codes & 0xF).astype(jnp.int32)]
+
+
+def encode_e4m3(x: jax.Array) -> jax.Array:
+    """E4M3 (fn) encode ``q8`` (SPEC 2.2), like ``cvt.rn.satfinite.e4m3x2.f32``.
+
+    Args:
+      x: float32 array.
+
+    Returns:
+      uint8 array: RN-even, magnitude clamped to 448 first (±inf -> ±448),
+      sign kept (``-0`` and negative underflow -> ``0x80``), NaN -> ``0x7F``.
+    """
+    u = _bits(x)
+    a = jnp.minimum(u & _ABS, np.uint32(0x43E00000))  # clamp |x| to 448
+    # Normal E4M3 (|x| >= 2^-6): keep 3 of 23 mantissa bits, RN-even, and
+    # rebias the exponent from 127 to 7; a carry rolls into the exponent.
+    normal = ((a + np.uint32(0x7FFFF) + ((a >> 20) & 1)) >> 20) - np.uint32(120 << 3)
+    # Subnormal E4M3: round |x| / 2^-9 to an integer 0..8 (8 = smallest normal).
+    e = (a >> 23).astype(jnp.int32)
+    sig = jnp.where(e == 0, a & _MANT, (a & _MANT) | _MIN_NORMAL)
+    shift = jnp.clip(141 - jnp.maximum(e, 1), 0, 31).astype(_U32)
+    sub = _rne_shift_right(sig, shift)
+    mag = jnp.where(a >= np.uint32(0x3C800000), normal, sub)
+    code = mag | ((u >> 24) & np.uint32(0x80))
+    return jnp.where(_is_nan(u), np.uint32(0x7F), code).astype(jnp.uint8)
+
+
+def _e4m3_table() -> np.ndarray:
+    c = np.arange(256)
+    e, m = (c >> 3) & 0xF, c & 7
+    mag = np.where(e == 0, m * 2.0**-9, (1 + m / 8.0) * 2.0 ** (e - 7))
+    val = np.where(c & 0x80, -mag, mag).astype(np.float32)
+    val[[0x7F, 0xFF]] = np.nan
+    return val
+
+
+_E4M3_VALUES = _e4m3_table()
+
+
+def decode_e4m3(codes: jax.Array) -> jax.Array:
+    """E4M3 decode ``d8`` (SPEC 2.2): exact, ``0x7F``/``0xFF`` -> NaN.
+
+    Args:
+      codes: uint8 array.
+
+    Returns:
+      float32 array of the same shape (all values are normal float32).
+    """
+    return jnp.asarray(_E4M3_VALUES)[codes.astype(jnp.int32)]
+
+
+def encode_ue8m0(x: jax.Array) -> jax.Array:
+    """UE8M0 encode ``e8`` (SPEC 2.3): power of two rounded towards +inf.
+
+    Args:
+      x: float32 array (the sign is ignored).
+
+    Returns:
+      uint8 array: the smallest ``c`` with ``2^(c-127) >= |x|``; ``|x| <= 2^-127``
+      -> 0, ``|x| > 2^127`` and inf -> 254, NaN -> 255.
+    """
+    u = _bits(x)
+    a = u & _ABS
+    # Round |x| up to bfloat16 (never carries past inf: 0x7F7FFFFF -> 0x7F80).
+    b = (a + np.uint32(0xFFFF)) >> 16
+    c = (b >> 7) + (
+        ((b & 0x7F) != 0) & (b > np.uint32(0x0040)) & (b < np.uint32(0x7F80))
+    ).astype(_U32)
+    c = jnp.where(c == 255, np.uint32(254), c)
+    return jnp.where(_is_nan(u), np.uint32(255), c).astype(jnp.uint8)
+
+
+def decode_ue8m0(codes: jax.Array, *, mode: str) -> jax.Array:
+    """UE8M0 decode, one of the three decodings of SPEC 2.3.
+
+    Args:
+      codes: uint8 array.
+      mode: ``"device"`` (0 -> 2^-127 subnormal, 255 -> NaN), ``"bits"``
+        (bit pattern ``c << 23``: 0 -> +0.0, 255 -> +inf) or ``"host"``
+        (same as ``"device"``; kept as a separate name for readability).
+
+    Returns:
+      float32 array of the same shape.
+    """
+    c = codes.astype(_U32)
+    if mode == "bits":
+        return _float(c << 23)
+    if mode not in ("device", "host"):
+        raise ValueError(f"decode_ue8m0: unknown mode {mode!r}")
+    u = jnp.where(c == 0, np.uint32(0x00400000), c << 23)
+    return _float(jnp.where(c == 255, _QNAN, u))
+
+
+def round_to_float16(x: jax.Array) -> jax.Array:
+    """``__float2half_rn`` widened back to float32 (SPEC 2.4), via integers.
+
+    Args:
+      x: float32 array.
+
+    Returns:
+      float32 array holding the nearest-even float16 value (fp16 subnormals
+      kept, overflow to ±inf, NaN stays NaN).
+    """
+    u = _bits(x)
+    sign, a = u & _SIGN, u & _ABS
+    # fp16 normal range: drop 13 mantissa bits RN-even; above 65504 -> inf.
+    normal = (a + np.uint32(0xFFF) + ((a >> 13) & 1)) & np.uint32(0xFFFFE000)
+    normal = jnp.where(normal > np.uint32(0x477FE000), _EXP, normal)
+    # fp16 subnormal range (|x| < 2^-14): n = RN(|x| / 2^-24), an integer <= 1024.
+    e = (a >> 23).astype(jnp.int32)
+    sig = jnp.where(e == 0, a & _MANT, (a & _MANT) | _MIN_NORMAL)
+    n = _rne_shift_right(sig, jnp.clip(126 - jnp.maximum(e, 1), 0, 31).astype(_U32))
+    sub = _bits(n.astype(jnp.float32) * np.float32(2.0**-24))  # exact, normal
+    mag = jnp.where(a >= np.uint32(0x38800000), normal, sub)
+    return _float(jnp.where(_is_nan(u), u, sign | mag))
+
+
+def pack_fp4(codes: jax.Array) -> jax.Array:
+    """Packs E2M1 codes two per byte, lower index in the low nibble (SPEC 2.1).
+
+    Args:
+      codes: uint8 ``[..., K]`` with values 0..15, ``K`` even.
+
+    Returns:
+      uint8 ``[..., K // 2]``.
+    """
+    if codes.shape[-1] % 2:
+        raise ValueError(f"pack_fp4: last dim {codes.shape[-1]} is odd")
+    c = codes.astype(jnp.uint8).reshape(*codes.shape[:-1], codes.shape[-1] // 2, 2)
+    return (c[..., 0] & 0xF) | ((c[..., 1] & 0xF) << 4)
+
+
+def unpack_fp4(packed: jax.Array) -> jax.Array:
+    """Inverse of ``pack_fp4``: uint8 ``[..., K // 2]`` -> codes uint8 ``[..., K]``."""
+    p = packed.astype(jnp.uint8)
+    c = jnp.stack([p & 0xF, p >> 4], axis=-1)
+    return c.reshape(*p.shape[:-1], 2 * p.shape[-1])
+
+
+def _widen(x: jax.Array) -> jax.Array:
+    """fp16/bf16/e4m3/f32 -> float32, exactly (SPEC 1.3), without float arithmetic."""
+    dt = jnp.dtype(x.dtype)
+    if dt == jnp.float32:
+        return x
+    if dt == jnp.bfloat16:
+        u = lax.bitcast_convert_type(x, jnp.uint16).astype(_U32) << 16
+        return _float(u)
+    if dt == jnp.float16:
+        return x.astype(jnp.float32)  # exact, fp16 subnormals included
+    if dt == jnp.float8_e4m3fn:
+        return decode_e4m3(lax.bitcast_convert_type(x, jnp.uint8))
+    raise TypeError(f"unsupported input dtype {dt}")
+
+
+# ----------------------------------------------------------------------------
+# Scale-factor layouts (SPEC 3)
+# ----------------------------------------------------------------------------
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def _check_layout(layout: int) -> int:
+    layout = int(layout)
+    if layout not in (LAYOUT_128x4, LAYOUT_8x4, LAYOUT_LINEAR):
+        raise ValueError(f"unknown scale layout {layout} (0=128x4, 1=8x4, 2=linear)")
+    return layout
+
+
+def sf_matrix_shape(layout: int, m: int, c: int) -> tuple[int, int]:
+    """2-D scale shape of ``fp4_quantize`` (SPEC 3.5): padded ``[Mp, Cp]`` or ``[M, C]``."""
+    layout = _check_layout(layout)
+    if layout == LAYOUT_LINEAR:
+        return (m, c)
+    return (_round_up(m, 128 if layout == LAYOUT_128x4 else 8), _round_up(c, 4))
+
+
+def sf_buffer_size(layout: int, m: int, c: int) -> int:
+    """Bytes of the scale buffer of an ``[M, C]`` scale matrix in ``layout`` (SPEC 3)."""
+    rows, cols = sf_matrix_shape(layout, m, c)
+    return rows * cols
+
+
+def swizzle_scales(sf: jax.Array, layout: int) -> jax.Array:
+    """Lays out a logical scale matrix in ``layout`` (SPEC 3.1-3.4).
+
+    Args:
+      sf: ``[..., M, C]`` array of any dtype; leading dims are batches, each
+        with its own padded matrix (offset ``b * Mp * Cp``).
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+
+    Returns:
+      ``[..., sf_buffer_size(layout, M, C)]`` with zero padding.
+    """
+    layout = _check_layout(layout)
+    *batch, m, c = sf.shape
+    mp, cp = sf_matrix_shape(layout, m, c)
+    pad = [(0, 0)] * len(batch) + [(0, mp - m), (0, cp - c)]
+    x = jnp.pad(sf, pad)
+    nb = len(batch)
+    if layout == LAYOUT_128x4:
+        # [Mp, Cp] -> [mt, i, o, kt, kk] -> [mt, kt, o, i, kk] with r = 128mt + 32i + o.
+        x = x.reshape(*batch, mp // 128, 4, 32, cp // 4, 4)
+        x = jnp.transpose(x, (*range(nb), nb, nb + 3, nb + 2, nb + 1, nb + 4))
+    elif layout == LAYOUT_8x4:
+        x = x.reshape(*batch, mp // 8, 8, cp // 4, 4)
+        x = jnp.transpose(x, (*range(nb), nb, nb + 2, nb + 1, nb + 3))
+    return x.reshape(*batch, mp * cp)
+
+
+def unswizzle_scales(flat: jax.Array, layout: int, m: int, c: int) -> jax.Array:
+    """Inverse of ``swizzle_scales``: ``[..., size]`` -> logical ``[..., M, C]``.
+
+    Args:
+      flat: ``[..., sf_buffer_size(layout, m, c)]`` array (any dtype).
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+      m: rows of the logical matrix.
+      c: columns of the logical matrix.
+
+    Returns:
+      ``[..., m, c]`` array; padding is dropped.
+    """
+    layout = _check_layout(layout)
+    mp, cp = sf_matrix_shape(layout, m, c)
+    *batch, size = flat.shape
+    if size != mp * cp:
+        raise ValueError(
+            f"unswizzle_scales: buffer has {size} elements, layout {layout} with "
+            f"M={m}, C={c} needs {mp * cp}"
+        )
+    nb = len(batch)
+    if layout == LAYOUT_128x4:
+        x = flat.reshape(*batch, mp // 128, cp // 4, 32, 4, 4)
+        x = jnp.transpose(x, (*range(nb), nb, nb + 3, nb + 2, nb + 1, nb + 4))
+    elif layout == LAYOUT_8x4:
+        x = flat.reshape(*batch, mp // 8, cp // 4, 8, 4)
+        x = jnp.transpose(x, (*range(nb), nb, nb + 2, nb + 1, nb + 3))
+    else:
+        x = flat
+    return x.reshape(*batch, mp, cp)[..., :m, :c]
+
+
+def block_scale_interleave(x: jax.Array) -> jax.Array:
+    """``block_scale_interleave`` (SPEC 5.8): linear scales -> 128x4 buffer.
+
+    Args:
+      x: uint8 or bfloat16 ``[R, C]`` or ``[E, R, C]``.
+
+    Returns:
+      1-D array of ``x.dtype`` with ``E * round_up(R, 128) * round_up(C, 4)``
+      elements, zero padding.
+    """
+    if x.ndim not in (2, 3):
+        raise ValueError(f"block_scale_interleave: expected rank 2 or 3, got {x.ndim}")
+    return swizzle_scales(x, LAYOUT_128x4).reshape(-1)
+
+
+# ----------------------------------------------------------------------------
+# Block recipes (SPEC 4). Blocks are [..., B] float32; per-block results [...].
+# ----------------------------------------------------------------------------
+
+
+def _amax(xb: jax.Array) -> jax.Array:
+    """Block maximum of |x| (SPEC 4.1): NaN ignored (fmax), result flushed."""
+    a = _bits(xb) & _ABS
+    a = jnp.where(a > _EXP, np.uint32(0), a)  # ordered like the floats they encode
+    a = jnp.max(a, axis=-1)
+    return _float(jnp.where(a < _MIN_NORMAL, np.uint32(0), a))
+
+
+def _nvfp4_fast(xb: jax.Array, s: jax.Array):
+    """NVFP4 fast recipe (SPEC 4.2); ``s`` is the encode scale per block row."""
+    a = _amax(xb)
+    sf = mul(s, mul(a, RCP6))
+    code = encode_e4m3(sf)
+    dec = rcp(s)
+    os = jnp.where(_nonzero(a), rcp(mul(decode_e4m3(code), dec)), np.float32(0))
+    return encode_e2m1(_mul_elem(xb, os[..., None])), code
+
+
+def _nvfp4_exact(xb: jax.Array, s: jax.Array):
+    """NVFP4 exact recipe (SPEC 4.3, ``FLASHINFER_DISABLE_FP4_QUANT_FAST_MATH=1``)."""
+    a = _amax(xb)
+    nz = _nonzero(a)
+    sf = jnp.where(nz, mul(a, mul(s, ONE_SIXTH)), np.float32(0))
+    code = encode_e4m3(sf)
+    inv = _fmin_flt_max(div(np.float32(1), mul(decode_e4m3(code), div(np.float32(1), s))))
+    os = jnp.where(nz, inv, np.float32(0))
+    return encode_e2m1(_mul_elem(xb, os[..., None])), code
+
+
+def _mxfp4(xb: jax.Array):
+    """MXFP4 recipe (SPEC 4.5): UE8M0 scale, no global scale."""
+    t = mul(_amax(xb), RCP6)
+    code = encode_ue8m0(t)
+    # 2^(127 - code) has biased exponent 254 - code; code 254 gives 2^-127,
+    # which the fast exp2 flushes to 0 (code 0 cannot occur when t != 0).
+    c = code.astype(jnp.int32)
+    pow2 = _float(jnp.where(c < 254, jnp.clip(254 - c, 0, 254).astype(_U32) << 23, 0))
+    os = jnp.where(_nonzero(t), pow2, np.float32(0))
+    return encode_e2m1(_mul_elem(xb, os[..., None])), code
+
+
+def _fp8_input(xb: jax.Array, s: jax.Array, ue8m0: bool):
+    """FP8 (E4M3) input recipe (SPEC 4.6), both scale formats."""
+    d = mul(np.float32(6.0), rcp(s))
+    h = round_to_float16(_mul_elem(xb, d[..., None]))
+    v = mul(s, mul(_amax(h), RCP6))
+    if ue8m0:
+        code = encode_ue8m0(v)
+        narrow = decode_ue8m0(code, mode="device")
+    else:
+        code = encode_e4m3(v)
+        narrow = decode_e4m3(code)
+    os = jnp.where(_nonzero(v), mul(s, rcp(narrow)), np.float32(0))
+    return encode_e2m1(_mul_elem(h, os[..., None])), code
+
+
+def _mxfp8(xb: jax.Array):
+    """MXFP8 recipe (SPEC 4.7): UE8M0 scale, E4M3 elements clamped to ±448."""
+    t = mul(_amax(xb), RCP448)
+    code = encode_ue8m0(t)
+    sv = _ftz(decode_ue8m0(code, mode="device"))  # code 0 -> 2^-127 -> 0
+    os = jnp.where(_nonzero(sv), rcp(sv), np.float32(0))
+    y = _mul_elem(xb, os[..., None])
+    # fmaxf(fminf(y, 448), -448): a NaN y becomes +448.
+    y = jnp.where(_is_nan(_bits(y)), np.float32(448), jnp.clip(y, -448.0, 448.0))
+    return encode_e4m3(y), code
+
+
+# ----------------------------------------------------------------------------
+# Operations (SPEC 5)
+# ----------------------------------------------------------------------------
+
+
+def fp4_quantize(
+    x: jax.Array,
+    global_scale: jax.Array | None,
+    *,
+    sf_vec_size: int,
+    use_ue8m0: bool,
+    layout: int,
+    inversed: bool,
+    exact: bool,
+) -> tuple[jax.Array, jax.Array]:
+    """``fp4_quantize`` (SPEC 5.2): NVFP4 or MXFP4 quantization of the last axis.
+
+    Args:
+      x: float16, bfloat16 or float8_e4m3fn ``[..., K]``; the leading dims are
+        flattened into ``M`` rows sharing one scale matrix.
+      global_scale: float32 ``[1]`` or ``[M]`` (row-wise, SPEC 4.2.3) encode
+        scale ``S``; ``None`` means 1.0. Ignored for MXFP4 with 16-bit input.
+      sf_vec_size: 16 (NVFP4, E4M3 scales) or 32 (MXFP4, UE8M0 scales).
+      use_ue8m0: must be ``sf_vec_size == 32``.
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+      inversed: ``global_scale`` holds ``1/S`` (SPEC 4.2.1).
+      exact: NVFP4 exact mode (SPEC 4.3); only affects 16-bit NVFP4 input.
+
+    Returns:
+      ``(codes, sf)``: codes uint8 ``[..., K // 2]`` (packed E2M1, low nibble
+      first); sf uint8 ``[round_up(M, 128|8), round_up(C, 4)]`` (swizzled,
+      zero padding) or ``[M, C]`` (linear), ``C = K // sf_vec_size``.
+
+    Example:
+      >>> x = jnp.ones((2, 32), jnp.bfloat16)
+      >>> q, sf = fp4_quantize(x, jnp.ones(1), sf_vec_size=16, use_ue8m0=False,
+      ...                      layout=2, inversed=False, exact=False)
+      >>> q.shape, sf.shape
+      ((2, 16), (2, 2))
+    """
+    if (sf_vec_size, bool(use_ue8m0)) not in ((16, False), (32, True)):
+        raise ValueError(
+            "fp4_quantize: sf_vec_size=16 needs use_ue8m0=False and sf_vec_size=32 "
+            f"needs use_ue8m0=True, got sf_vec_size={sf_vec_size}, use_ue8m0={use_ue8m0}"
+        )
+    layout = _check_layout(layout)
+    dtype = jnp.dtype(x.dtype)
+    if dtype not in (jnp.float16, jnp.bfloat16, jnp.float8_e4m3fn):
+        raise TypeError(f"fp4_quantize: unsupported input dtype {dtype}")
+    if x.ndim < 1:
+        raise ValueError("fp4_quantize: input must have rank >= 1")
+    *lead, k = x.shape
+    if k % sf_vec_size:
+        raise ValueError(f"fp4_quantize: last dim {k} is not a multiple of {sf_vec_size}")
+    m, c = math.prod(lead), k // sf_vec_size
+    xb = _widen(x).reshape(m, c, sf_vec_size)
+
+    if global_scale is None:
+        global_scale = jnp.ones((1,), jnp.float32)
+    gs = jnp.asarray(global_scale, jnp.float32).reshape(-1)
+    if gs.shape[0] not in (1, m):
+        raise ValueError(
+            f"fp4_quantize: global_scale has {gs.shape[0]} elements, expected 1 or M={m}"
+        )
+    gs = jnp.broadcast_to(gs, (m,))[:, None]  # per row, broadcast over blocks
+
+    if dtype == jnp.float8_e4m3fn:
+        s = rcp(gs) if inversed else gs
+        codes, sf = _fp8_input(xb, s, use_ue8m0)
+    elif use_ue8m0:
+        codes, sf = _mxfp4(xb)
+    elif exact:
+        s = div(np.float32(1), gs) if inversed else gs
+        codes, sf = _nvfp4_exact(xb, s)
+    else:
+        s = rcp(gs) if inversed else gs  # 4.2.1: later rcp(S) is evaluated too
+        codes, sf = _nvfp4_fast(xb, s)
+
+    q = pack_fp4(codes.reshape(m, k)).reshape(*lead, k // 2)
+    sf = swizzle_scales(sf, layout).reshape(sf_matrix_shape(layout, m, c))
+    return q, sf
+
+
+def mxfp8_quantize(x: jax.Array, *, layout: int, alignment: int) -> tuple[jax.Array, jax.Array]:
+    """``mxfp8_quantize`` (SPEC 5.16, GPU-path semantics, recipe 4.7).
+
+    Args:
+      x: float16, bfloat16 or float32 ``[..., K]``, ``K % 32 == 0``.
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+      alignment: multiple of 32; ``Kp = round_up(K, alignment)``.
+
+    Returns:
+      ``(codes, sf)``: codes uint8 ``[..., Kp]`` (E4M3 bytes, columns ``K..Kp-1``
+      are 0x00); sf uint8 1-D, the ``[M, Kp // 32]`` UE8M0 matrix in ``layout``
+      (blocks of padded columns get scale 0, zero padding).
+
+    Example:
+      >>> q, sf = mxfp8_quantize(jnp.ones((1, 32), jnp.float16), layout=2, alignment=64)
+      >>> q.shape, sf.shape
+      ((1, 64), (2,))
+    """
+    layout = _check_layout(layout)
+    dtype = jnp.dtype(x.dtype)
+    if dtype not in (jnp.float16, jnp.bfloat16, jnp.float32):
+        raise TypeError(f"mxfp8_quantize: unsupported input dtype {dtype}")
+    if alignment <= 0 or alignment % 32:
+        raise ValueError(f"mxfp8_quantize: alignment {alignment} is not a multiple of 32")
+    if x.ndim < 1:
+        raise ValueError("mxfp8_quantize: input must have rank >= 1")
+    *lead, k = x.shape
+    if k % 32:
+        raise ValueError(f"mxfp8_quantize: last dim {k} is not a multiple of 32")
+    m, kp = math.prod(lead), _round_up(k, alignment)
+    xf = jnp.pad(_widen(x).reshape(m, k), ((0, 0), (0, kp - k)))  # +0.0 padding
+    codes, sf = _mxfp8(xf.reshape(m, kp // 32, 32))
+    return codes.reshape(*lead, kp), swizzle_scales(sf, layout)
+
+
+def e2m1_and_ufp8sf_scale_to_float(
+    codes: jax.Array,
+    sf: jax.Array,
+    global_scale: jax.Array | None,
+    *,
+    sf_vec_size: int,
+    ufp8_type: int,
+    layout: int,
+) -> jax.Array:
+    """``e2m1_and_ufp8sf_scale_to_float`` (SPEC 5.9): host IEEE dequantization.
+
+    ``out = hmul(d4(code), hmul(s, g))`` with ``s = d8(b), g = global_scale[0]``
+    (``ufp8_type=1``) or ``s = bits(b << 23), g = 1`` (``ufp8_type=0``).
+
+    Args:
+      codes: uint8 ``[M, K // 2]`` packed E2M1.
+      sf: uint8 scale bytes (flattened), exactly ``sf_buffer_size(layout, M, C)``
+        elements, ``C = K // sf_vec_size``.
+      global_scale: float32 with one element (``None`` means 1.0).
+      sf_vec_size: elements per scale, must divide ``K``.
+      ufp8_type: 0 = UE8M0 scales, 1 = E4M3 scales.
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+
+    Returns:
+      float32 ``[M, K]``, subnormal results kept.
+    """
+    layout = _check_layout(layout)
+    if codes.ndim != 2:
+        raise ValueError(f"e2m1_and_ufp8sf_scale_to_float: codes must be 2-D, got {codes.ndim}-D")
+    m, k = codes.shape[0], 2 * codes.shape[1]
+    if sf_vec_size <= 0 or k % sf_vec_size:
+        raise ValueError(
+            f"e2m1_and_ufp8sf_scale_to_float: K={k} is not a multiple of sf_vec_size={sf_vec_size}"
+        )
+    if ufp8_type not in (0, 1):
+        raise ValueError(f"e2m1_and_ufp8sf_scale_to_float: ufp8_type {ufp8_type} not in (0, 1)")
+    c = k // sf_vec_size
+    sfm = unswizzle_scales(sf.reshape(-1), layout, m, c)
+    if ufp8_type == 0:
+        sg = decode_ue8m0(sfm, mode="bits")  # global scale ignored; s * 1.0 == s
+    else:
+        g = jnp.float32(1) if global_scale is None else jnp.asarray(global_scale, jnp.float32).reshape(-1)[0]
+        sg = hmul(jnp.broadcast_to(g, sfm.shape), decode_e4m3(sfm))
+    sg = jnp.repeat(sg, sf_vec_size, axis=1)  # [M, K]
+    return hmul(sg, decode_e2m1(unpack_fp4(codes)))
+
+
+def mxfp4_dequantize_host(weight: jax.Array, scale: jax.Array, *, group_size: int) -> jax.Array:
+    """``mxfp4_dequantize_host`` (SPEC 5.7): ``D(code) * H(scale)`` in host IEEE.
+
+    Args:
+      weight: uint8 ``[N, K // 2]`` packed E2M1.
+      scale: uint8 linear ``[N, K // group_size]`` UE8M0 bytes.
+      group_size: elements per scale.
+
+    Returns:
+      float32 ``[N, K]``; code 8 decodes to +0.0, scale 0 to 2^-127 (kept as a
+      subnormal), scale 255 to NaN.
+    """
+    n, k = weight.shape[0], 2 * weight.shape[1]
+    if group_size <= 0 or k % group_size or scale.shape != (n, k // group_size):
+        raise ValueError(
+            f"mxfp4_dequantize_host: scale shape {scale.shape} does not match "
+            f"[{n}, {k} // {group_size}]"
+        )
+    h = jnp.repeat(decode_ue8m0(scale, mode="host"), group_size, axis=1)
+    return hmul(h, decode_e2m1(unpack_fp4(weight), negative_zero=False))
+
+
+def mxfp8_dequantize_host(codes: jax.Array, sf: jax.Array, *, layout: int) -> jax.Array:
+    """``mxfp8_dequantize_host`` (SPEC 5.17): ``d8(code) * bits(c << 23)`` in host IEEE.
+
+    Args:
+      codes: uint8 ``[M, K]`` E4M3 bytes, ``K % 32 == 0``.
+      sf: uint8 1-D buffer of at least ``sf_buffer_size(layout, M, K // 32)``
+        bytes (extra trailing bytes are ignored, as FlashInfer does).
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+
+    Returns:
+      float32 ``[M, K]``; scale 0 -> 0.0, 255 -> inf, E4M3 NaN -> NaN.
+    """
+    layout = _check_layout(layout)
+    m, k = codes.shape
+    if k % 32:
+        raise ValueError(f"mxfp8_dequantize_host: last dim {k} is not a multiple of 32")
+    need = sf_buffer_size(layout, m, k // 32)
+    flat = sf.reshape(-1)
+    if flat.shape[0] < need:
+        raise ValueError(
+            f"mxfp8_dequantize_host: scale buffer has {flat.shape[0]} bytes, needs {need}"
+        )
+    sfm = unswizzle_scales(flat[:need], layout, m, k // 32)
+    s = jnp.repeat(decode_ue8m0(sfm, mode="bits"), 32, axis=1)
+    return hmul(s, decode_e4m3(codes.astype(jnp.uint8)))
+
+
+def _truthy(x: jax.Array) -> jax.Array:
+    """NumPy bool conversion; float bit tests so subnormals count on XLA:CPU too."""
+    dt = jnp.dtype(x.dtype)
+    if dt == jnp.bool_:
+        return x
+    uint = {jnp.dtype(jnp.float32): jnp.uint32, jnp.dtype(jnp.float16): jnp.uint16,
+            jnp.dtype(jnp.bfloat16): jnp.uint16}.get(dt)
+    if uint is not None:
+        u = lax.bitcast_convert_type(x, uint)
+        return (u & np.array(np.iinfo(uint).max >> 1, uint)) != 0
+    return x != 0
+
+
+def _bit_weights(bitorder: str) -> np.ndarray:
+    if bitorder == "big":
+        return np.array([128, 64, 32, 16, 8, 4, 2, 1], np.uint8)
+    if bitorder == "little":
+        return np.array([1, 2, 4, 8, 16, 32, 64, 128], np.uint8)
+    raise ValueError(f"bitorder must be 'big' or 'little', got {bitorder!r}")
+
+
+def packbits(x: jax.Array, *, bitorder: str) -> jax.Array:
+    """``packbits`` (SPEC 5.18): NumPy ``packbits`` of the flattened input.
+
+    Args:
+      x: array of any dtype (flattened); non-zero (NaN included) is a 1 bit.
+      bitorder: ``"big"`` (element ``8j`` is bit 7) or ``"little"`` (bit 0).
+
+    Returns:
+      uint8 ``[ceil(N / 8)]``, the last byte zero-padded.
+    """
+    w = _bit_weights(bitorder)
+    b = _truthy(jnp.ravel(x))
+    n = b.shape[0]
+    b = jnp.pad(b, (0, -n % 8)).reshape(-1, 8).astype(jnp.uint8)
+    return jnp.sum(b * w, axis=1, dtype=jnp.uint8)
+
+
+def segment_packbits(
+    x: jax.Array, indptr: jax.Array, *, bitorder: str, total_bytes: int
+) -> tuple[jax.Array, jax.Array]:
+    """``segment_packbits`` (SPEC 5.19) with a static output size.
+
+    Segment ``i`` is ``x[indptr[i]:indptr[i+1]]``, packed like ``packbits``
+    starting on a fresh byte.
+
+    Args:
+      x: 1-D array of any dtype, length ``indptr[-1]``.
+      indptr: integer ``[B + 1]`` non-decreasing offsets (may be traced).
+      bitorder: ``"big"`` or ``"little"``.
+      total_bytes: static output length; bytes past ``new_indptr[-1]`` are 0,
+        packed bytes beyond ``total_bytes`` are dropped.
+
+    Returns:
+      ``(y, new_indptr)``: uint8 ``[total_bytes]`` and int32 ``[B + 1]`` with
+      ``new_indptr[i+1] = new_indptr[i] + ceil(len_i / 8)``.
+    """
+    w = _bit_weights(bitorder)
+    bits = _truthy(jnp.ravel(x)).astype(jnp.uint8)
+    indptr = jnp.asarray(indptr).astype(jnp.int32)
+    nseg = indptr.shape[0] - 1
+    if nseg < 0:
+        raise ValueError("segment_packbits: indptr must have at least one element")
+    nbytes = (indptr[1:] - indptr[:-1] + 7) // 8
+    new_indptr = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(nbytes, dtype=jnp.int32)])
+    if total_bytes == 0 or nseg == 0 or bits.shape[0] == 0:
+        return jnp.zeros((total_bytes,), jnp.uint8), new_indptr
+    j = jnp.arange(total_bytes, dtype=jnp.int32)
+    # Segment of output byte j: the last i with new_indptr[i] <= j (empty
+    # segments share their start with the next one and are skipped by "right").
+    seg = jnp.clip(jnp.searchsorted(new_indptr, j, side="right") - 1, 0, nseg - 1)
+    start = indptr[seg] + 8 * (j - new_indptr[seg])
+    idx = start[:, None] + jnp.arange(8, dtype=jnp.int32)
+    valid = (j < new_indptr[-1])[:, None] & (idx < indptr[seg + 1][:, None])
+    b = jnp.where(valid, bits[jnp.clip(idx, 0, bits.shape[0] - 1)], np.uint8(0))
+    return jnp.sum(b * w, axis=1, dtype=jnp.uint8), new_indptr

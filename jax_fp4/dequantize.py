@@ -1,0 +1,204 @@
+"""Dequantizers with FlashInfer's names: FP4/FP8 codes times decoded scales, as float32.
+
+These are FlashInfer's host functions (SPEC 5.6, 5.7, 5.9, 5.17): IEEE float32 arithmetic
+with subnormals kept, each with its own UE8M0 decoding (SPEC 2.3). In jax_fp4 they are JAX
+ops: they run on whatever device the arrays live on and compose with jit and vmap.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jax_fp4 import _primitives as prims
+from jax_fp4._shapes import SfLayout, sf_buffer_size
+from jax_fp4._validation import (
+    as_array,
+    check_dtype,
+    check_multiple,
+    check_rank,
+    dtype_name,
+    resolve_backend,
+)
+from jax_fp4.quantize import _as_layout, _layout_from_flags
+
+
+def _bind_dequantize(codes, scales, global_scale, *, backend, **params):
+    params["num_batch_dims"] = 0
+    if backend == "xla":
+        (out,) = prims.block_dequantize_p.twin(codes, scales, global_scale, **params)
+    else:
+        (out,) = prims.block_dequantize_p.bind(codes, scales, global_scale, **params)
+    return out
+
+
+def _check_scale_buffer(op: str, name: str, sf: jax.Array, layout: int, rows: int,
+                        cols: int) -> jax.Array:
+    check_dtype(op, name, sf, (jnp.uint8,))
+    expected = sf_buffer_size(layout, rows, cols)
+    if sf.size != expected:
+        raise ValueError(
+            f"{op}: {name} has {sf.size} bytes; a {SfLayout(layout).name} buffer for M = {rows}"
+            f" rows and {cols} scale columns has exactly {expected}")
+    return sf.reshape(-1)
+
+
+def e2m1_and_ufp8sf_scale_to_float(
+    e2m1_tensor: ArrayLike,
+    ufp8_scale_tensor: ArrayLike,
+    global_scale_tensor: ArrayLike | float | None = None,
+    sf_vec_size: int = 16,
+    ufp8_type: int = 1,
+    is_sf_swizzled_layout: bool = True,
+    is_sf_8x4_layout: bool = False,
+    backend: str = "auto",
+) -> jax.Array:
+    """Dequantizes packed E2M1 codes with E4M3 or UE8M0 scale bytes (SPEC 5.9).
+
+    ``out[r, k] = e2m1(code) * (scale(sf[r, k // sf_vec_size]) * g)`` in IEEE float32, with
+    ``scale`` = E4M3 (``ufp8_type=1``, ``g`` = the global scale) or the UE8M0 bit pattern
+    ``b << 23`` (``ufp8_type=0``: 0 gives 0.0, 255 gives inf, ``g`` ignored).
+
+    Args:
+        e2m1_tensor: uint8 ``[M, K // 2]``.
+        ufp8_scale_tensor: uint8 scale bytes in the given layout, any shape, exactly the
+            layout's buffer size.
+        global_scale_tensor: decode multiplier ``g`` (1 element); None means 1.0.
+        sf_vec_size: elements per scale, a positive multiple of 8 (16 or 32 in practice).
+        ufp8_type: 1 for E4M3 scales, 0 for UE8M0.
+        is_sf_swizzled_layout: swizzled (128x4 or 8x4) or linear scales.
+        is_sf_8x4_layout: 8x4 instead of 128x4 tiles.
+        backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
+
+    Returns:
+        float32 ``[M, K]``.
+
+    Example:
+        >>> x_q, sf = fp4_quantize(x, gs)
+        >>> x_hat = e2m1_and_ufp8sf_scale_to_float(x_q, sf, 1.0 / gs)
+    """
+    op = "e2m1_and_ufp8sf_scale_to_float"
+    backend = resolve_backend(op, backend)
+    layout = _layout_from_flags(op, is_sf_swizzled_layout, is_sf_8x4_layout)
+    if ufp8_type not in (0, 1):
+        raise ValueError(f"{op}: ufp8_type={ufp8_type!r}; 1 is E4M3 and 0 is UE8M0")
+    if not isinstance(sf_vec_size, int) or sf_vec_size <= 0 or sf_vec_size % 8:
+        raise ValueError(f"{op}: sf_vec_size={sf_vec_size!r} must be a positive multiple of 8")
+    codes = as_array(e2m1_tensor)
+    check_dtype(op, "e2m1_tensor", codes, (jnp.uint8,))
+    check_rank(op, "e2m1_tensor", codes, (2,))
+    rows, k = codes.shape[0], 2 * codes.shape[1]
+    check_multiple(op, "K (2 x the last dim of e2m1_tensor)", k, sf_vec_size)
+    sf = _check_scale_buffer(op, "ufp8_scale_tensor", as_array(ufp8_scale_tensor), layout,
+                             rows, k // sf_vec_size)
+    if global_scale_tensor is None or ufp8_type == 0:
+        g = jnp.ones((1,), jnp.float32)  # FlashInfer's C++ path ignores it for UE8M0
+    else:
+        g = as_array(global_scale_tensor)
+        if not jnp.issubdtype(g.dtype, jnp.floating) or g.size != 1:
+            raise ValueError(f"{op}: global_scale_tensor must be one float, got "
+                             f"{dtype_name(g.dtype)} {tuple(g.shape)}")
+        g = g.astype(jnp.float32).reshape(1)
+    return _bind_dequantize(
+        codes, sf, g, backend=backend, element_format=prims.ELEMENT_E2M1,
+        scale_format=prims.SCALE_E4M3 if ufp8_type == 1 else prims.SCALE_UE8M0_BITS,
+        sf_vec_size=sf_vec_size, layout=int(layout), plus_zero_code8=False)
+
+
+def mxfp4_dequantize(
+    a_fp4: ArrayLike,
+    a_sf: ArrayLike,
+    sfLayout: SfLayout = SfLayout.layout_128x4,  # noqa: N803 - FlashInfer's name
+    backend: str = "auto",
+) -> jax.Array:
+    """Dequantizes MXFP4 (SPEC 5.6): ``e2m1(code) * 2^(sf - 127)``, scale byte 0 gives 0.0.
+
+    Args:
+        a_fp4: uint8 ``[M, K // 2]`` packed E2M1.
+        a_sf: uint8 UE8M0 scale bytes in ``sfLayout``, exactly the layout's buffer size.
+        sfLayout: ``SfLayout`` of ``a_sf``.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+
+    Returns:
+        float32 ``[M, K]``.
+    """
+    layout = _as_layout("mxfp4_dequantize", sfLayout)
+    return e2m1_and_ufp8sf_scale_to_float(
+        a_fp4, a_sf, None, 32, 0, layout != SfLayout.layout_linear,
+        layout == SfLayout.layout_8x4, backend)
+
+
+def mxfp4_dequantize_host(
+    weight: ArrayLike, scale: ArrayLike, group_size: int = 32, backend: str = "auto"
+) -> jax.Array:
+    """Dequantizes MXFP4 with FlashInfer's host decoding (SPEC 5.7).
+
+    Scale byte 0 decodes to 2^-127 (kept as a subnormal), 255 to NaN; FP4 code 8 is +0.0.
+
+    Args:
+        weight: uint8 ``[N, K // 2]`` packed E2M1.
+        scale: uint8 ``[N, K // group_size]``, linear layout.
+        group_size: elements per scale, a positive multiple of 8.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+
+    Returns:
+        float32 ``[N, K]``.
+    """
+    op = "mxfp4_dequantize_host"
+    backend = resolve_backend(op, backend)
+    if not isinstance(group_size, int) or group_size <= 0 or group_size % 8:
+        raise ValueError(f"{op}: group_size={group_size!r} must be a positive multiple of 8")
+    w, s = as_array(weight), as_array(scale)
+    check_dtype(op, "weight", w, (jnp.uint8,))
+    check_dtype(op, "scale", s, (jnp.uint8,))
+    check_rank(op, "weight", w, (2,))
+    check_rank(op, "scale", s, (2,))
+    n, k = w.shape[0], 2 * w.shape[1]
+    check_multiple(op, "K (2 x the last dim of weight)", k, group_size)
+    if s.shape != (n, k // group_size):
+        raise ValueError(f"{op}: scale has shape {tuple(s.shape)}; expected "
+                         f"[N, K // group_size] = {(n, k // group_size)}")
+    return _bind_dequantize(
+        w, s.reshape(-1), jnp.ones((1,), jnp.float32), backend=backend,
+        element_format=prims.ELEMENT_E2M1, scale_format=prims.SCALE_UE8M0_HOST,
+        sf_vec_size=group_size, layout=int(SfLayout.layout_linear), plus_zero_code8=True)
+
+
+def mxfp8_dequantize_host(
+    input: ArrayLike,
+    scale_tensor: ArrayLike,
+    is_sf_swizzled_layout: bool = True,
+    sf_swizzle_layout: SfLayout | None = None,
+    backend: str = "auto",
+) -> jax.Array:
+    """Dequantizes MXFP8 (SPEC 5.17): ``e4m3(x) * bits(sf << 23)`` in IEEE float32.
+
+    Args:
+        input: ``[M, K]`` E4M3 bytes as uint8 or float8_e4m3fn.
+        scale_tensor: uint8 UE8M0 bytes of the ``[M, K // 32]`` scale matrix in the layout,
+            exactly the layout's buffer size (checked; FlashInfer reads past a short one).
+        is_sf_swizzled_layout: 128x4 (True) or linear (False).
+        sf_swizzle_layout: an ``SfLayout``; overrides ``is_sf_swizzled_layout``.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+
+    Returns:
+        float32 ``[M, K]``.
+    """
+    op = "mxfp8_dequantize_host"
+    backend = resolve_backend(op, backend)
+    layout = (_as_layout(op, sf_swizzle_layout) if sf_swizzle_layout is not None
+              else SfLayout.layout_128x4 if is_sf_swizzled_layout else SfLayout.layout_linear)
+    x = as_array(input)
+    check_dtype(op, "input", x, (jnp.uint8, jnp.float8_e4m3fn))
+    check_rank(op, "input", x, (2,))
+    if x.dtype != jnp.uint8:
+        x = lax.bitcast_convert_type(x, jnp.uint8)
+    rows, k = x.shape
+    check_multiple(op, "the last dim K of input", k, 32)
+    sf = _check_scale_buffer(op, "scale_tensor", as_array(scale_tensor), layout, rows, k // 32)
+    return _bind_dequantize(
+        x, sf, jnp.ones((1,), jnp.float32), backend=backend,
+        element_format=prims.ELEMENT_E4M3, scale_format=prims.SCALE_UE8M0_BITS,
+        sf_vec_size=32, layout=int(layout), plus_zero_code8=False)

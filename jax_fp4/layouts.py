@@ -1,0 +1,88 @@
+"""Scale-factor layouts: the ``SfLayout`` enum, ``block_scale_interleave`` and its inverse."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jax_fp4 import _primitives as prims
+from jax_fp4._shapes import SfLayout, round_up, sf_buffer_size, sf_padded_shape
+from jax_fp4._validation import as_array, check_dtype, check_rank, resolve_backend
+
+__all__ = [
+    "SfLayout",
+    "block_scale_interleave",
+    "block_scale_interleave_reverse",
+    "nvfp4_block_scale_interleave",
+    "sf_buffer_size",
+    "sf_padded_shape",
+]
+
+
+def block_scale_interleave(unswizzled_sf: ArrayLike, backend: str = "auto") -> jax.Array:
+    """Scatters a linear scale matrix into the 128x4 tiled layout (SPEC 3.2, 5.8).
+
+    Pure data movement; works on every platform (FlashInfer refuses CPU tensors).
+
+    Args:
+        unswizzled_sf: uint8 or bfloat16 ``[R, C]``, or ``[E, R, C]`` (one matrix per expert).
+        backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
+
+    Returns:
+        1-D, same dtype, ``E * round_up(R, 128) * round_up(C, 4)`` elements; padding is 0.
+
+    Example:
+        >>> block_scale_interleave(jnp.ones((3, 5), jnp.uint8)).shape
+        (1024,)
+    """
+    op = "block_scale_interleave"
+    backend = resolve_backend(op, backend)
+    x = as_array(unswizzled_sf)
+    check_dtype(op, "unswizzled_sf", x, (jnp.uint8, jnp.bfloat16))
+    check_rank(op, "unswizzled_sf", x, (2, 3))
+    prim = prims.block_scale_interleave_p
+    (out,) = prim.twin(x) if backend == "xla" else prim.bind(x)
+    return out.reshape(-1)
+
+
+nvfp4_block_scale_interleave = block_scale_interleave
+
+
+def block_scale_interleave_reverse(
+    sf_buffer: ArrayLike, rows: int, cols: int, layout: SfLayout = SfLayout.layout_128x4
+) -> jax.Array:
+    """Reads a swizzled (or linear) scale buffer back into the ``[rows, cols]`` matrix.
+
+    FlashInfer has this in C++ only (``block_scale_interleave_reverse``). Works for any
+    dtype; padding is dropped.
+
+    Args:
+        sf_buffer: the buffer, any shape with ``sf_buffer_size(layout, rows, cols)`` elements
+            (e.g. the 2-D ``sf`` that ``fp4_quantize`` returns).
+        rows: ``M``, rows of the logical scale matrix.
+        cols: scale columns (``K // sf_vec_size``).
+        layout: the ``SfLayout`` of ``sf_buffer``.
+
+    Returns:
+        ``[rows, cols]`` of ``sf_buffer``'s dtype.
+    """
+    op = "block_scale_interleave_reverse"
+    buf = as_array(sf_buffer)
+    layout = SfLayout(int(layout))
+    if buf.size != sf_buffer_size(layout, rows, cols):
+        raise ValueError(f"{op}: sf_buffer has {buf.size} elements; a {layout.name} buffer for "
+                         f"[{rows}, {cols}] has {sf_buffer_size(layout, rows, cols)}")
+    buf = buf.reshape(-1)
+    if layout == SfLayout.layout_linear:
+        return buf.reshape(rows, cols)
+    rp, cp = sf_padded_shape(layout, rows, cols)
+    if layout == SfLayout.layout_128x4:
+        # [mt, kt, o, i, kk] -> [mt, i, o, kt, kk] (SPEC 3.2)
+        tiles = buf.reshape(rp // 128, cp // 4, 32, 4, 4).transpose(0, 3, 2, 1, 4)
+    else:
+        tiles = buf.reshape(rp // 8, cp // 4, 8, 4).transpose(0, 2, 1, 3)
+    return tiles.reshape(rp, cp)[:rows, :cols]
+
+
+del round_up

@@ -1,0 +1,323 @@
+"""Block-scaled quantizers with FlashInfer's names and arguments: NVFP4, MXFP4 and MXFP8.
+
+Formats and recipes follow FlashInfer's ``backend="cuda"`` results bit for bit (SPEC 4, 5):
+E2M1 codes packed two per byte (lower index in the low nibble), scale bytes in the 128x4, 8x4
+or linear layout (``SfLayout``), zero padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jax_fp4 import _primitives as prims
+from jax_fp4._shapes import SfLayout
+from jax_fp4._validation import (
+    as_array,
+    check_dtype,
+    check_multiple,
+    check_rank,
+    dtype_name,
+    resolve_backend,
+)
+
+FP4_INPUT_DTYPES = (jnp.float16, jnp.bfloat16, jnp.float8_e4m3fn)
+MXFP8_INPUT_DTYPES = (jnp.float16, jnp.bfloat16, jnp.float32)
+
+
+def _layout_from_flags(op: str, swizzled: bool, is_8x4: bool) -> SfLayout:
+    if is_8x4 and not swizzled:
+        raise ValueError(f"{op}: is_sf_8x4_layout=True needs is_sf_swizzled_layout=True")
+    if not swizzled:
+        return SfLayout.layout_linear
+    return SfLayout.layout_8x4 if is_8x4 else SfLayout.layout_128x4
+
+
+def _as_layout(op: str, layout) -> SfLayout:
+    try:
+        return SfLayout(int(layout))
+    except (ValueError, TypeError):
+        raise ValueError(f"{op}: sfLayout={layout!r} is not an SfLayout (0, 1 or 2)") from None
+
+
+def _global_scale_rows(op: str, name: str, scale, rows: int, *, required: bool) -> jax.Array:
+    """The encode scale as float32 [1] or [rows] (SPEC 4.2.3); 1.0 when optional and None."""
+    if scale is None:
+        if required:
+            raise ValueError(f"{op}: {name} is required for NVFP4 (E4M3 scales)")
+        return jnp.ones((1,), jnp.float32)
+    scale = as_array(scale)
+    if not jnp.issubdtype(scale.dtype, jnp.floating):
+        raise TypeError(f"{op}: {name} must be a floating-point scalar or array, "
+                        f"got dtype {dtype_name(scale.dtype)}")
+    scale = scale.astype(jnp.float32).reshape(-1)
+    if scale.shape[0] not in (1, rows):
+        raise ValueError(f"{op}: {name} has {scale.shape[0]} elements; expected 1 or M = {rows} "
+                         "(one per row)")
+    return scale
+
+
+def _check_fp4_input(op: str, name: str, x: jax.Array, sf_vec_size: int,
+                     dtypes=FP4_INPUT_DTYPES) -> None:
+    check_dtype(op, name, x, dtypes)
+    check_rank(op, name, x, min_rank=2)
+    check_multiple(op, f"the last dim K of {name}", x.shape[-1], sf_vec_size)
+
+
+def _bind_fp4(x, gs, *, sf_vec_size, use_ue8m0, layout, inversed, exact, backend,
+              num_batch_dims=0):
+    params = dict(sf_vec_size=sf_vec_size, use_ue8m0=use_ue8m0, layout=int(layout),
+                  inversed=bool(inversed), exact=bool(exact), num_batch_dims=num_batch_dims)
+    if backend == "xla":
+        return tuple(prims.fp4_quantize_p.twin(x, gs, **params))
+    return tuple(prims.fp4_quantize_p.bind(x, gs, **params))
+
+
+def fp4_quantize(
+    input: ArrayLike,
+    global_scale: ArrayLike | float | None = None,
+    sf_vec_size: int = 16,
+    sf_use_ue8m0: bool = False,
+    is_sf_swizzled_layout: bool = True,
+    is_sf_8x4_layout: bool = False,
+    is_global_scale_inversed: bool = False,
+    enable_pdl: bool | None = None,
+    backend: str = "auto",
+    *,
+    exact: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """Quantizes to NVFP4 (16-element blocks, E4M3 scales) or MXFP4 (32, UE8M0).
+
+    FlashInfer's ``fp4_quantize``. All leading dims of ``input`` form the rows ``M`` of one
+    scale matrix (use ``jax.vmap`` or ``nvfp4_batched_quantize`` for one matrix per batch).
+
+    Args:
+        input: ``[..., K]`` float16, bfloat16 or float8_e4m3fn, rank >= 2,
+            ``K % sf_vec_size == 0``. FP8 input follows FlashInfer's FP8 path (SPEC 4.6).
+        global_scale: float32 encode scale ``S``, 1 element or one per row (``M``);
+            typically ``448 * 6 / amax(input)``. Required for NVFP4; MXFP4 ignores it for
+            16-bit input. A Python float is accepted.
+        sf_vec_size: 16 (NVFP4) or 32 (MXFP4).
+        sf_use_ue8m0: False for NVFP4, True for MXFP4 (the other pairings are refused).
+        is_sf_swizzled_layout: swizzled (128x4 or 8x4) scale layout; False gives linear.
+        is_sf_8x4_layout: with a swizzled layout, 8x4 tiles instead of 128x4.
+        is_global_scale_inversed: ``global_scale`` holds ``1/S`` (SPEC 4.2.1).
+        enable_pdl: accepted for FlashInfer compatibility; launch hint only.
+        backend: ``"auto"`` (or ``"cuda"``) runs the FFI handler of the platform the
+            computation runs on; ``"xla"`` runs the pure-JAX twin (any JAX platform).
+        exact: NVFP4 "exact" mode (SPEC 4.3), FlashInfer's
+            ``FLASHINFER_DISABLE_FP4_QUANT_FAST_MATH=1``; 16-bit NVFP4 only.
+
+    Returns:
+        ``(x_q, sf)``: ``x_q`` uint8 ``[..., K // 2]`` packed E2M1 (low nibble first);
+        ``sf`` uint8 scale bytes, ``[round_up(M, 128 or 8), round_up(K // sf_vec_size, 4)]``
+        for swizzled layouts (a 2-D view of the tiled buffer, padding 0) or
+        ``[M, K // sf_vec_size]`` for linear.
+
+    Raises:
+        NotImplementedError: ``sf_vec_size`` not 16 or 32.
+        TypeError: unsupported dtype of ``input`` or ``global_scale``.
+        ValueError: bad rank, ``K``, scale size, flag combination or backend.
+
+    Example:
+        >>> x = jnp.ones((128, 64), jnp.bfloat16)
+        >>> x_q, sf = fp4_quantize(x, jnp.float32(2688.0))
+        >>> x_q.shape, sf.shape
+        ((128, 32), (128, 4))
+    """
+    del enable_pdl
+    op = "fp4_quantize"
+    backend = resolve_backend(op, backend)
+    if sf_vec_size not in (16, 32):
+        raise NotImplementedError(f"{op}: sf_vec_size={sf_vec_size}; only 16 and 32 exist")
+    if (sf_vec_size == 16) == bool(sf_use_ue8m0):
+        raise ValueError(f"{op}: sf_vec_size={sf_vec_size} with sf_use_ue8m0={sf_use_ue8m0}; "
+                         "NVFP4 is 16 with E4M3 scales (False), MXFP4 is 32 with UE8M0 (True)")
+    layout = _layout_from_flags(op, is_sf_swizzled_layout, is_sf_8x4_layout)
+    x = as_array(input)
+    _check_fp4_input(op, "input", x, sf_vec_size)
+    rows = math.prod(x.shape[:-1])
+    needs_scale = sf_vec_size == 16
+    gs = _global_scale_rows(op, "global_scale", global_scale, rows, required=needs_scale)
+    return _bind_fp4(x, gs, sf_vec_size=sf_vec_size, use_ue8m0=bool(sf_use_ue8m0),
+                     layout=layout, inversed=is_global_scale_inversed, exact=exact,
+                     backend=backend)
+
+
+def nvfp4_quantize(
+    a: ArrayLike,
+    a_global_sf: ArrayLike | float,
+    sfLayout: SfLayout = SfLayout.layout_128x4,  # noqa: N803 - FlashInfer's name
+    do_shuffle: bool = False,
+    sf_vec_size: int = 16,
+    enable_pdl: bool | None = None,
+    backend: str = "auto",
+    per_token_activation: bool = False,
+    expanded_idx_to_permuted_idx: ArrayLike | None = None,
+    *,
+    exact: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """NVFP4 quantization: FlashInfer's ``nvfp4_quantize`` (SPEC 5.3).
+
+    The default path is ``fp4_quantize(a, a_global_sf, 16, False, ...)`` with the layout
+    taken from ``sfLayout``.
+
+    Args:
+        a: ``[..., K]`` float16, bfloat16 or float8_e4m3fn, ``K % 16 == 0``.
+        a_global_sf: float32 encode scale, 1 element or ``M`` (a Python float is accepted).
+        sfLayout: ``SfLayout`` of the returned scales.
+        do_shuffle: TRT-LLM weight shuffle; not implemented yet (raises).
+        sf_vec_size: must be 16.
+        enable_pdl: launch hint only.
+        backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
+        per_token_activation: per-token scales; not implemented yet (raises).
+        expanded_idx_to_permuted_idx: only with ``per_token_activation``.
+        exact: NVFP4 exact mode (SPEC 4.3).
+
+    Returns:
+        ``(x_q, sf)`` as ``fp4_quantize`` returns them.
+
+    Raises:
+        NotImplementedError: ``do_shuffle`` or ``per_token_activation``.
+        ValueError: bad arguments (see ``fp4_quantize``).
+
+    Example:
+        >>> x_q, sf = nvfp4_quantize(jnp.ones((4, 32), jnp.float16), 2688.0,
+        ...                          SfLayout.layout_linear)
+        >>> sf.shape
+        (4, 2)
+    """
+    op = "nvfp4_quantize"
+    if sf_vec_size != 16:
+        raise ValueError(f"{op}: sf_vec_size={sf_vec_size}; NVFP4 blocks have 16 elements")
+    if expanded_idx_to_permuted_idx is not None and not per_token_activation:
+        raise ValueError(f"{op}: expanded_idx_to_permuted_idx needs per_token_activation=True")
+    if per_token_activation:
+        raise NotImplementedError(f"{op}: per_token_activation=True is not implemented yet")
+    if do_shuffle:
+        raise NotImplementedError(f"{op}: do_shuffle=True is not implemented yet")
+    layout = _as_layout(op, sfLayout)
+    return fp4_quantize(a, a_global_sf, 16, False, layout != SfLayout.layout_linear,
+                        layout == SfLayout.layout_8x4, False, enable_pdl, backend, exact=exact)
+
+
+def mxfp4_quantize(
+    a: ArrayLike,
+    backend: str = "auto",
+    enable_pdl: bool | None = None,
+    sfLayout: SfLayout = SfLayout.layout_128x4,  # noqa: N803 - FlashInfer's name
+) -> tuple[jax.Array, jax.Array]:
+    """MXFP4 quantization (32-element blocks, UE8M0 scales): FlashInfer's ``mxfp4_quantize``.
+
+    Args:
+        a: ``[..., K]`` float16 or bfloat16 (float8_e4m3fn follows SPEC 4.6 with S = 1),
+            ``K % 32 == 0``.
+        backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
+        enable_pdl: launch hint only.
+        sfLayout: ``SfLayout`` of the returned scales.
+
+    Returns:
+        ``(x_q, sf)``: uint8 ``[..., K // 2]`` and uint8 UE8M0 scale bytes, 2-D as in
+        ``fp4_quantize``.
+
+    Example:
+        >>> x_q, sf = mxfp4_quantize(jnp.ones((2, 64), jnp.bfloat16))
+        >>> sf.shape
+        (128, 4)
+    """
+    layout = _as_layout("mxfp4_quantize", sfLayout)
+    return fp4_quantize(a, None, 32, True, layout != SfLayout.layout_linear,
+                        layout == SfLayout.layout_8x4, False, enable_pdl, backend)
+
+
+def nvfp4_batched_quantize(
+    a: ArrayLike,
+    a_global_sf: ArrayLike | float,
+    sf_vec_size: int = 16,
+    *,
+    backend: str = "auto",
+    exact: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """NVFP4 with one 128x4 scale matrix per batch: FlashInfer's ``nvfp4_batched_quantize``.
+
+    Identical to ``jax.vmap`` of ``fp4_quantize`` over the first axis (SPEC 5.4).
+
+    Args:
+        a: ``[B, M, K]`` float16, bfloat16 or float8_e4m3fn, ``K % 16 == 0``.
+        a_global_sf: float32 encode scale, 1 element or ``M`` (shared by every batch).
+        sf_vec_size: must be 16.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+        exact: NVFP4 exact mode (SPEC 4.3).
+
+    Returns:
+        ``(x_q, sf)``: uint8 ``[B, M, K // 2]`` and uint8
+        ``[B, round_up(M, 128) * round_up(K // 16, 4)]``.
+    """
+    op = "nvfp4_batched_quantize"
+    backend = resolve_backend(op, backend)
+    if sf_vec_size != 16:
+        raise ValueError(f"{op}: sf_vec_size={sf_vec_size}; only 16 is supported")
+    x = as_array(a)
+    check_rank(op, "a", x, (3,))
+    _check_fp4_input(op, "a", x, 16)
+    batch, rows = x.shape[0], x.shape[1]
+    gs = _global_scale_rows(op, "a_global_sf", a_global_sf, rows, required=True)
+    gs = jnp.broadcast_to(gs, (batch, gs.shape[0]))
+    x_q, sf = _bind_fp4(x, gs, sf_vec_size=16, use_ue8m0=False, layout=SfLayout.layout_128x4,
+                        inversed=False, exact=exact, backend=backend, num_batch_dims=1)
+    return x_q, sf.reshape(batch, -1)
+
+
+def mxfp8_quantize(
+    input: ArrayLike,
+    is_sf_swizzled_layout: bool = True,
+    alignment: int = 32,
+    enable_pdl: bool | None = None,
+    backend: str = "auto",
+    sf_swizzle_layout: SfLayout | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """MXFP8 quantization (32-element blocks, UE8M0 scales, E4M3 elements), SPEC 4.7 / 5.16.
+
+    FlashInfer's GPU-path numerics on every device and for every input dtype (its CPU path
+    differs only for inf/NaN and block maxima below ~5e-36, SPEC 5.16). The 8x4 layout, which
+    FlashInfer's CPU path refuses, is accepted everywhere.
+
+    Args:
+        input: ``[..., K]`` float16, bfloat16 or float32, rank >= 2, ``K % 32 == 0``.
+        is_sf_swizzled_layout: 128x4 (True) or linear (False) scales.
+        alignment: ``K`` is padded with zero codes (and zero scales) to a multiple of it;
+            a positive multiple of 32.
+        enable_pdl: launch hint only.
+        backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
+        sf_swizzle_layout: an ``SfLayout``; overrides ``is_sf_swizzled_layout``.
+
+    Returns:
+        ``(x_q, sf)``: ``x_q`` float8_e4m3fn ``[..., Kp]`` (``Kp = round_up(K, alignment)``)
+        and ``sf`` uint8 1-D, the ``[M, Kp // 32]`` scale matrix in the chosen layout.
+
+    Example:
+        >>> x_q, sf = mxfp8_quantize(jnp.ones((4, 64), jnp.bfloat16), False)
+        >>> x_q.dtype, sf.shape
+        (dtype(float8_e4m3fn), (8,))
+    """
+    del enable_pdl
+    op = "mxfp8_quantize"
+    backend = resolve_backend(op, backend)
+    layout = (_as_layout(op, sf_swizzle_layout) if sf_swizzle_layout is not None
+              else SfLayout.layout_128x4 if is_sf_swizzled_layout else SfLayout.layout_linear)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment % 32:
+        raise ValueError(f"{op}: alignment={alignment!r} must be a positive multiple of 32")
+    x = as_array(input)
+    check_dtype(op, "input", x, MXFP8_INPUT_DTYPES)
+    check_rank(op, "input", x, min_rank=2)
+    check_multiple(op, "the last dim K of input", x.shape[-1], 32)
+    params = dict(layout=int(layout), alignment=alignment, num_batch_dims=0)
+    if backend == "xla":
+        codes, sf = prims.mxfp8_quantize_p.twin(x, **params)
+    else:
+        codes, sf = prims.mxfp8_quantize_p.bind(x, **params)
+    return lax.bitcast_convert_type(codes, jnp.float8_e4m3fn), sf
