@@ -14,6 +14,7 @@ XLA_FFI_DECLARE_HANDLER_SYMBOL(BlockDequantizeCpu);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PackbitsCpu);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(SegmentPackbitsCpu);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(BlockScaleInterleaveCpu);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(DeviceCopyCpu);
 // Installs the host reciprocal table (262,144 words); false if the size is wrong.
 bool SetRcpTable(const uint32_t* words, size_t count);
 }  // namespace jax_fp4::cpu
@@ -25,4 +26,5 @@ XLA_FFI_DECLARE_HANDLER_SYMBOL(BlockDequantizeCuda);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PackbitsCuda);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(SegmentPackbitsCuda);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(BlockScaleInterleaveCuda);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(DeviceCopyCuda);
 }  // namespace jax_fp4::cuda

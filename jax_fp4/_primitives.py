@@ -72,11 +72,11 @@ def _define(
         return jax.ffi.ffi_lowering(target)(ctx, *args, **attrs)
 
     def batch_rule(args, dims, **params):
-        size = next(a.shape[d] for a, d in zip(args, dims) if d is not batching.not_mapped)
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)  # None: unmapped
         # Every operand gets the new axis in front (unmapped ones are broadcast), so the
         # handlers see one more batch axis: one launch for the whole batch.
         moved = [
-            batching.bdim_at_front(a, d, size) if d is not batching.not_mapped
+            batching.bdim_at_front(a, d, size) if d is not None
             else jnp.broadcast_to(a, (size, *a.shape))
             for a, d in zip(args, dims)
         ]
@@ -229,3 +229,14 @@ segment_packbits_p = _define(
     "segment_packbits", _segment_packbits_abstract, _segment_packbits_twin, batch_param=None,
     # The handler reads the output size off its result buffer.
     ffi_attrs=lambda params: {"little": params["little"]})
+
+
+# ---- device_copy: the bandwidth ceiling the benchmarks compare against ----
+
+
+def _device_copy_abstract(x):
+    return (jax.core.ShapedArray(x.shape, x.dtype),)
+
+
+device_copy_p = _define("device_copy", _device_copy_abstract, lambda x: (x + jnp.zeros_like(x),),
+                        batch_param=None)

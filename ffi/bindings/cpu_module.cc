@@ -26,6 +26,7 @@ NB_MODULE(_jax_fp4_cpu, m) {
     d["jax_fp4_packbits"] = Capsule(jax_fp4::cpu::PackbitsCpu);
     d["jax_fp4_segment_packbits"] = Capsule(jax_fp4::cpu::SegmentPackbitsCpu);
     d["jax_fp4_block_scale_interleave"] = Capsule(jax_fp4::cpu::BlockScaleInterleaveCpu);
+    d["jax_fp4_device_copy"] = Capsule(jax_fp4::cpu::DeviceCopyCpu);
     return d;
   });
   m.def(

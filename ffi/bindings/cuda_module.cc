@@ -26,6 +26,7 @@ NB_MODULE(_jax_fp4_cuda, m) {
     d["jax_fp4_packbits"] = Capsule(jax_fp4::cuda::PackbitsCuda);
     d["jax_fp4_segment_packbits"] = Capsule(jax_fp4::cuda::SegmentPackbitsCuda);
     d["jax_fp4_block_scale_interleave"] = Capsule(jax_fp4::cuda::BlockScaleInterleaveCuda);
+    d["jax_fp4_device_copy"] = Capsule(jax_fp4::cuda::DeviceCopyCuda);
     return d;
   });
 }

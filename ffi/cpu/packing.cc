@@ -91,7 +91,20 @@ ffi::Error BlockScaleInterleaveCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuf
   return ffi::Error::Success();
 }
 
+// The memcpy ceiling for the benchmarks.
+ffi::Error DeviceCopyCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out) {
+  if (x.size_bytes() != out->size_bytes())
+    return InvalidArgument("device_copy", "output size does not match the input");
+  if (x.size_bytes()) std::memcpy(out->untyped_data(), x.untyped_data(), x.size_bytes());
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DeviceCopyCpu, DeviceCopyCpuImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()         // x
+                                  .Ret<ffi::AnyBuffer>());       // out
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PackbitsCpu, PackbitsCpuImpl,
                               ffi::Ffi::Bind()

@@ -168,7 +168,25 @@ ffi::Error BlockScaleInterleaveCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
   return LaunchStatus("block_scale_interleave");
 }
 
+// The copy-bandwidth ceiling for the benchmarks: one device-to-device copy of x's bytes.
+ffi::Error DeviceCopyCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
+                              ffi::Result<ffi::AnyBuffer> out) {
+  if (x.size_bytes() != out->size_bytes())
+    return InvalidArgument("device_copy", "output size does not match the input");
+  if (x.size_bytes() == 0) return ffi::Error::Success();
+  cudaMemcpyAsync(out->untyped_data(), x.untyped_data(), x.size_bytes(), cudaMemcpyDeviceToDevice,
+                  stream);
+  return LaunchStatus("device_copy");
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DeviceCopyCuda, DeviceCopyCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()         // x
+                                  .Ret<ffi::AnyBuffer>(),        // out
+                              {ffi::Traits::kCmdBufferCompatible});
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PackbitsCuda, PackbitsCudaImpl,
                               ffi::Ffi::Bind()
