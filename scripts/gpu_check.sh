@@ -22,7 +22,7 @@ echo "cross_check: exit $?"; tail -n 5 "$OUT/cross_check.log"
 so=$(ls jax_fp4/_jax_fp4_cuda*.so build/gpu/_jax_fp4_cuda*.so 2>/dev/null | head -1)
 [ -n "$so" ] && cuobjdump -sass -arch sm_90a "$so" > "$OUT/sass_sm90a.txt" 2>&1
 
-JAX_FP4_REQUIRE_CUDA=1 $PY -m pytest tests -q -x -p no:cacheprovider ${PYTEST_ARGS:-} > "$OUT/test_gpu.log" 2>&1
+JAX_FP4_REQUIRE_CUDA=1 $PY -m pytest ${PYTEST_ARGS:-tests} -q -p no:cacheprovider > "$OUT/test_gpu.log" 2>&1
 echo "tests (CPU and CUDA cases, CUDA required): exit $?"; tail -n 3 "$OUT/test_gpu.log"
 
 if [ -f benchmarks/bench.py ] && [ -z "${SKIP_BENCH:-}" ]; then
