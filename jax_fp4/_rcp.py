@@ -31,7 +31,7 @@ _NUM_MANTISSAS = 1 << 23
 _NUM_WORDS = _NUM_MANTISSAS // 32
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mismatch_bits() -> np.ndarray:
     """Returns the raw deviation table as bool ``[2^23]`` (True: not RN)."""
     raw = lzma.decompress(_TABLE_PATH.read_bytes())
@@ -53,7 +53,7 @@ def _rn_reciprocal_of_mantissa() -> tuple[np.ndarray, np.ndarray]:
     return r, below
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def correction_words() -> np.ndarray:
     """Returns uint32 ``[2^18, 2]``: bit planes "add one ulp" and "subtract one ulp".
 

@@ -34,9 +34,9 @@ from jax import lax
 from ._rcp import rcp
 
 __all__ = [
-    "LAYOUT_128x4",
-    "LAYOUT_8x4",
     "LAYOUT_LINEAR",
+    "LAYOUT_8x4",
+    "LAYOUT_128x4",
     "block_scale_interleave",
     "decode_e2m1",
     "decode_e4m3",
@@ -128,7 +128,7 @@ def _mul_elem(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def _split(u: jax.Array):
-    """(sign, biased exponent int32, 24-bit significand incl. hidden bit, 1.m as f32)."""
+    """(sign, biased exponent int32, 24-bit significand, 1.m as float32)."""
     e = ((u >> 23) & 0xFF).astype(jnp.int32)
     m = u & _MANT
     one_m = _float(m | np.uint32(0x3F800000))
@@ -255,8 +255,11 @@ def hmul(a: jax.Array, b: jax.Array) -> jax.Array:
     ua, ub = jnp.broadcast_arrays(_bits(a), _bits(b))
     sign = (ua ^ ub) & _SIGN
     aa, ab = ua & _ABS, ub & _ABS
-    nan = (aa > _EXP) | (ab > _EXP) | ((aa == _EXP) & (ab == 0)) | (
-        (ab == _EXP) & (aa == 0)
+    nan = (
+        (aa > _EXP)
+        | (ab > _EXP)
+        | ((aa == _EXP) & (ab == 0))
+        | ((ab == _EXP) & (aa == 0))
     )
     inf = (aa == _EXP) | (ab == _EXP)
     zero = (aa == 0) | (ab == 0)
@@ -284,7 +287,24 @@ def hmul(a: jax.Array, b: jax.Array) -> jax.Array:
 _E2M1_GT = [0x3E800000, 0x3FA00000, 0x40200000, 0x40A00000]  # 0.25 1.25 2.5 5.0
 _E2M1_GE = [0x3F400000, 0x3FE00000, 0x40600000]  # 0.75 1.75 3.5
 _E2M1_VALUES = np.array(
-    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
+    [
+        0.0,
+        0.5,
+        1.0,
+        1.5,
+        2.0,
+        3.0,
+        4.0,
+        6.0,
+        -0.0,
+        -0.5,
+        -1.0,
+        -1.5,
+        -2.0,
+        -3.0,
+        -4.0,
+        -6.0,
+    ],
     np.float32,
 )
 
@@ -496,7 +516,7 @@ def _check_layout(layout: int) -> int:
 
 
 def sf_matrix_shape(layout: int, m: int, c: int) -> tuple[int, int]:
-    """2-D scale shape of ``fp4_quantize`` (SPEC 3.5): padded ``[Mp, Cp]`` or ``[M, C]``."""
+    """2-D scale shape of ``fp4_quantize`` (SPEC 3.5): ``[Mp, Cp]`` or ``[M, C]``."""
     layout = _check_layout(layout)
     if layout == LAYOUT_LINEAR:
         return (m, c)
@@ -504,7 +524,7 @@ def sf_matrix_shape(layout: int, m: int, c: int) -> tuple[int, int]:
 
 
 def sf_buffer_size(layout: int, m: int, c: int) -> int:
-    """Bytes of the scale buffer of an ``[M, C]`` scale matrix in ``layout`` (SPEC 3)."""
+    """Bytes of the buffer of an ``[M, C]`` scale matrix in ``layout`` (SPEC 3)."""
     rows, cols = sf_matrix_shape(layout, m, c)
     return rows * cols
 
@@ -612,7 +632,9 @@ def _nvfp4_exact(xb: jax.Array, s: jax.Array):
     nz = _nonzero(a)
     sf = jnp.where(nz, mul(a, mul(s, ONE_SIXTH)), np.float32(0))
     code = encode_e4m3(sf)
-    inv = _fmin_flt_max(div(np.float32(1), mul(decode_e4m3(code), div(np.float32(1), s))))
+    inv = _fmin_flt_max(
+        div(np.float32(1), mul(decode_e4m3(code), div(np.float32(1), s)))
+    )
     os = jnp.where(nz, inv, np.float32(0))
     return encode_e2m1(_mul_elem(xb, os[..., None])), code
 
@@ -699,7 +721,8 @@ def fp4_quantize(
     if (sf_vec_size, bool(use_ue8m0)) not in ((16, False), (32, True)):
         raise ValueError(
             "fp4_quantize: sf_vec_size=16 needs use_ue8m0=False and sf_vec_size=32 "
-            f"needs use_ue8m0=True, got sf_vec_size={sf_vec_size}, use_ue8m0={use_ue8m0}"
+            f"needs use_ue8m0=True, got sf_vec_size={sf_vec_size}, "
+            f"use_ue8m0={use_ue8m0}"
         )
     layout = _check_layout(layout)
     dtype = jnp.dtype(x.dtype)
@@ -709,7 +732,9 @@ def fp4_quantize(
         raise ValueError("fp4_quantize: input must have rank >= 1")
     *lead, k = x.shape
     if k % sf_vec_size:
-        raise ValueError(f"fp4_quantize: last dim {k} is not a multiple of {sf_vec_size}")
+        raise ValueError(
+            f"fp4_quantize: last dim {k} is not a multiple of {sf_vec_size}"
+        )
     m, c = math.prod(lead), k // sf_vec_size
     xb = _widen(x).reshape(m, c, sf_vec_size)
 
@@ -718,7 +743,8 @@ def fp4_quantize(
     gs = jnp.asarray(global_scale, jnp.float32).reshape(-1)
     if gs.shape[0] not in (1, m):
         raise ValueError(
-            f"fp4_quantize: global_scale has {gs.shape[0]} elements, expected 1 or M={m}"
+            f"fp4_quantize: global_scale has {gs.shape[0]} elements, "
+            f"expected 1 or M={m}"
         )
     gs = jnp.broadcast_to(gs, (m,))[:, None]  # per row, broadcast over blocks
 
@@ -739,7 +765,9 @@ def fp4_quantize(
     return q, sf
 
 
-def mxfp8_quantize(x: jax.Array, *, layout: int, alignment: int) -> tuple[jax.Array, jax.Array]:
+def mxfp8_quantize(
+    x: jax.Array, *, layout: int, alignment: int
+) -> tuple[jax.Array, jax.Array]:
     """``mxfp8_quantize`` (SPEC 5.16, GPU-path semantics, recipe 4.7).
 
     Args:
@@ -762,7 +790,9 @@ def mxfp8_quantize(x: jax.Array, *, layout: int, alignment: int) -> tuple[jax.Ar
     if dtype not in (jnp.float16, jnp.bfloat16, jnp.float32):
         raise TypeError(f"mxfp8_quantize: unsupported input dtype {dtype}")
     if alignment <= 0 or alignment % 32:
-        raise ValueError(f"mxfp8_quantize: alignment {alignment} is not a multiple of 32")
+        raise ValueError(
+            f"mxfp8_quantize: alignment {alignment} is not a multiple of 32"
+        )
     if x.ndim < 1:
         raise ValueError("mxfp8_quantize: input must have rank >= 1")
     *lead, k = x.shape
@@ -802,26 +832,37 @@ def e2m1_and_ufp8sf_scale_to_float(
     """
     layout = _check_layout(layout)
     if codes.ndim != 2:
-        raise ValueError(f"e2m1_and_ufp8sf_scale_to_float: codes must be 2-D, got {codes.ndim}-D")
+        raise ValueError(
+            f"e2m1_and_ufp8sf_scale_to_float: codes must be 2-D, got {codes.ndim}-D"
+        )
     m, k = codes.shape[0], 2 * codes.shape[1]
     if sf_vec_size <= 0 or k % sf_vec_size:
         raise ValueError(
-            f"e2m1_and_ufp8sf_scale_to_float: K={k} is not a multiple of sf_vec_size={sf_vec_size}"
+            f"e2m1_and_ufp8sf_scale_to_float: K={k} is not a multiple of "
+            f"sf_vec_size={sf_vec_size}"
         )
     if ufp8_type not in (0, 1):
-        raise ValueError(f"e2m1_and_ufp8sf_scale_to_float: ufp8_type {ufp8_type} not in (0, 1)")
+        raise ValueError(
+            f"e2m1_and_ufp8sf_scale_to_float: ufp8_type {ufp8_type} not in (0, 1)"
+        )
     c = k // sf_vec_size
     sfm = unswizzle_scales(sf.reshape(-1), layout, m, c)
     if ufp8_type == 0:
         sg = decode_ue8m0(sfm, mode="bits")  # global scale ignored; s * 1.0 == s
     else:
-        g = jnp.float32(1) if global_scale is None else jnp.asarray(global_scale, jnp.float32).reshape(-1)[0]
+        g = (
+            jnp.float32(1)
+            if global_scale is None
+            else jnp.asarray(global_scale, jnp.float32).reshape(-1)[0]
+        )
         sg = hmul(jnp.broadcast_to(g, sfm.shape), decode_e4m3(sfm))
     sg = jnp.repeat(sg, sf_vec_size, axis=1)  # [M, K]
     return hmul(sg, decode_e2m1(unpack_fp4(codes)))
 
 
-def mxfp4_dequantize_host(weight: jax.Array, scale: jax.Array, *, group_size: int) -> jax.Array:
+def mxfp4_dequantize_host(
+    weight: jax.Array, scale: jax.Array, *, group_size: int
+) -> jax.Array:
     """``mxfp4_dequantize_host`` (SPEC 5.7): ``D(code) * H(scale)`` in host IEEE.
 
     Args:
@@ -863,7 +904,8 @@ def mxfp8_dequantize_host(codes: jax.Array, sf: jax.Array, *, layout: int) -> ja
     flat = sf.reshape(-1)
     if flat.shape[0] < need:
         raise ValueError(
-            f"mxfp8_dequantize_host: scale buffer has {flat.shape[0]} bytes, needs {need}"
+            f"mxfp8_dequantize_host: scale buffer has {flat.shape[0]} bytes, "
+            f"needs {need}"
         )
     sfm = unswizzle_scales(flat[:need], layout, m, k // 32)
     s = jnp.repeat(decode_ue8m0(sfm, mode="bits"), 32, axis=1)
@@ -875,8 +917,11 @@ def _truthy(x: jax.Array) -> jax.Array:
     dt = jnp.dtype(x.dtype)
     if dt == jnp.bool_:
         return x
-    uint = {jnp.dtype(jnp.float32): jnp.uint32, jnp.dtype(jnp.float16): jnp.uint16,
-            jnp.dtype(jnp.bfloat16): jnp.uint16}.get(dt)
+    uint = {
+        jnp.dtype(jnp.float32): jnp.uint32,
+        jnp.dtype(jnp.float16): jnp.uint16,
+        jnp.dtype(jnp.bfloat16): jnp.uint16,
+    }.get(dt)
     if uint is not None:
         u = lax.bitcast_convert_type(x, uint)
         return (u & np.array(np.iinfo(uint).max >> 1, uint)) != 0
@@ -934,7 +979,9 @@ def segment_packbits(
     if nseg < 0:
         raise ValueError("segment_packbits: indptr must have at least one element")
     nbytes = (indptr[1:] - indptr[:-1] + 7) // 8
-    new_indptr = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(nbytes, dtype=jnp.int32)])
+    new_indptr = jnp.concatenate(
+        [jnp.zeros((1,), jnp.int32), jnp.cumsum(nbytes, dtype=jnp.int32)]
+    )
     if total_bytes == 0 or nseg == 0 or bits.shape[0] == 0:
         return jnp.zeros((total_bytes,), jnp.uint8), new_indptr
     j = jnp.arange(total_bytes, dtype=jnp.int32)

@@ -31,7 +31,9 @@ def _load():
             importlib.import_module("jax_fp4._rcp"),
         )
     except ImportError:
-        for name in [n for n in sys.modules if n == "jax_fp4" or n.startswith("jax_fp4.")]:
+        for name in [
+            n for n in sys.modules if n == "jax_fp4" or n.startswith("jax_fp4.")
+        ]:
             del sys.modules[name]
         pkg = types.ModuleType("jax_fp4")
         pkg.__path__ = [str(_PKG_DIR)]
@@ -60,8 +62,24 @@ def ftz_np(x):
 
 # SPEC 4.9 worked example.
 EXAMPLE_BLOCK = np.array(
-    [0.30004883, -1.2001953, 2.0, 5.5, -4.3984375, 0.0, -0.0, 1.0, 0.75,
-     -0.26000977, 3.4003906, 1.5, -2.5996094, 0.099975586, 4.8984375, -3.5996094],
+    [
+        0.30004883,
+        -1.2001953,
+        2.0,
+        5.5,
+        -4.3984375,
+        0.0,
+        -0.0,
+        1.0,
+        0.75,
+        -0.26000977,
+        3.4003906,
+        1.5,
+        -2.5996094,
+        0.099975586,
+        4.8984375,
+        -3.5996094,
+    ],
     np.float16,
 )
 EXAMPLE_S = f32([0x43CEC4EC])
@@ -70,17 +88,42 @@ EXAMPLE_S = f32([0x43CEC4EC])
 @pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
 @pytest.mark.parametrize("layout", [0, 1, 2])
 def test_worked_example_nvfp4(exact, layout):
-    fn = jax.jit(partial(R.fp4_quantize, sf_vec_size=16, use_ue8m0=False,
-                         layout=layout, inversed=False, exact=exact))
+    fn = jax.jit(
+        partial(
+            R.fp4_quantize,
+            sf_vec_size=16,
+            use_ue8m0=False,
+            layout=layout,
+            inversed=False,
+            exact=exact,
+        )
+    )
     q, sf = fn(jnp.asarray(EXAMPLE_BLOCK[None]), jnp.asarray(EXAMPLE_S))
     assert bytes(np.asarray(q)[0]) == bytes.fromhex("B1740E2892360DE7")
     assert np.asarray(sf).reshape(-1)[0] == 0x7C
     assert not np.asarray(sf).reshape(-1)[1:].any()  # zero padding
     # Dequantized with g = 1/S = 0x3B1E79E8 (SPEC 4.9).
-    out = R.e2m1_and_ufp8sf_scale_to_float(q, sf.reshape(-1), f32([0x3B1E79E8]),
-                                           sf_vec_size=16, ufp8_type=1, layout=layout)
-    want = [0.4643, -1.3929, 1.8571, 5.5714, -3.7143, 0, -0.0, 0.9286, 0.9286,
-            -0.4643, 3.7143, 1.3929, -2.7857, 0, 5.5714, -3.7143]
+    out = R.e2m1_and_ufp8sf_scale_to_float(
+        q, sf.reshape(-1), f32([0x3B1E79E8]), sf_vec_size=16, ufp8_type=1, layout=layout
+    )
+    want = [
+        0.4643,
+        -1.3929,
+        1.8571,
+        5.5714,
+        -3.7143,
+        0,
+        -0.0,
+        0.9286,
+        0.9286,
+        -0.4643,
+        3.7143,
+        1.3929,
+        -2.7857,
+        0,
+        5.5714,
+        -3.7143,
+    ]
     np.testing.assert_allclose(np.asarray(out)[0], want, atol=1e-4)
     assert np.signbit(np.asarray(out)[0, 6])
 
@@ -99,21 +142,48 @@ def test_worked_example_intermediates():
 
 def test_worked_example_mxfp4():
     x = np.concatenate([EXAMPLE_BLOCK, np.zeros(16, np.float16)])[None]
-    fn = jax.jit(partial(R.fp4_quantize, sf_vec_size=32, use_ue8m0=True, layout=2,
-                         inversed=False, exact=False))
+    fn = jax.jit(
+        partial(
+            R.fp4_quantize,
+            sf_vec_size=32,
+            use_ue8m0=True,
+            layout=2,
+            inversed=False,
+            exact=False,
+        )
+    )
     q, sf = fn(jnp.asarray(x), jnp.ones(1))
     assert bytes(np.asarray(q)[0]) == bytes.fromhex("A1740E2892350DE6" + "00" * 8)
     assert np.asarray(sf).tolist() == [[0x7F]]
 
 
-OFFSETS_128x4 = {(0, 0): 0, (0, 1): 1, (1, 0): 16, (31, 0): 496, (32, 0): 4, (33, 2): 22,
-                 (96, 3): 15, (127, 3): 511, (0, 4): 512, (5, 7): 595, (128, 0): 1536,
-                 (130, 8): 2592}
-OFFSETS_8x4 = {(1, 0): 4, (0, 4): 32, (31, 0): 316, (32, 0): 384, (5, 7): 55, (128, 0): 1536}
+OFFSETS_128x4 = {
+    (0, 0): 0,
+    (0, 1): 1,
+    (1, 0): 16,
+    (31, 0): 496,
+    (32, 0): 4,
+    (33, 2): 22,
+    (96, 3): 15,
+    (127, 3): 511,
+    (0, 4): 512,
+    (5, 7): 595,
+    (128, 0): 1536,
+    (130, 8): 2592,
+}
+OFFSETS_8x4 = {
+    (1, 0): 4,
+    (0, 4): 32,
+    (31, 0): 316,
+    (32, 0): 384,
+    (5, 7): 55,
+    (128, 0): 1536,
+}
 
 
-@pytest.mark.parametrize("layout,table", [(0, OFFSETS_128x4), (1, OFFSETS_8x4)],
-                         ids=["128x4", "8x4"])
+@pytest.mark.parametrize(
+    "layout,table", [(0, OFFSETS_128x4), (1, OFFSETS_8x4)], ids=["128x4", "8x4"]
+)
 def test_layout_offsets(layout, table):
     m, c = 131, 9  # C = 9 as in SPEC 3.2/3.3; M not a multiple of the row tile
     ids = np.arange(1, m * c + 1, dtype=np.int32).reshape(m, c)
@@ -141,21 +211,28 @@ def test_block_scale_interleave_experts():
     assert out.shape == (3 * per,)
     for e in range(3):
         np.testing.assert_array_equal(
-            out[e * per:(e + 1) * per], np.asarray(R.swizzle_scales(jnp.asarray(x[e]), 0)))
+            out[e * per : (e + 1) * per],
+            np.asarray(R.swizzle_scales(jnp.asarray(x[e]), 0)),
+        )
     bf = R.block_scale_interleave(jnp.ones((130, 5), jnp.bfloat16))
     assert bf.dtype == jnp.bfloat16 and bf.shape == (256 * 8,)
 
 
 RCP_CASES = [  # (input bits, expected output bits), SPEC 1.2 / 1.4
-    (0x00000000, 0x7F800000), (0x80000000, 0xFF800000),  # ±0 -> ±inf
-    (0x00000001, 0x7F800000), (0x807FFFFF, 0xFF800000),  # subnormal flushed first
-    (0x7F800000, 0x00000000), (0xFF800000, 0x80000000),  # ±inf -> ±0
+    (0x00000000, 0x7F800000),
+    (0x80000000, 0xFF800000),  # ±0 -> ±inf
+    (0x00000001, 0x7F800000),
+    (0x807FFFFF, 0xFF800000),  # subnormal flushed first
+    (0x7F800000, 0x00000000),
+    (0xFF800000, 0x80000000),  # ±inf -> ±0
     (0x7E800000, 0x00800000),  # rcp(2^126) = 2^-126
-    (0x7E800001, 0x00000000), (0x7F7FFFFF, 0x00000000),  # results < 2^-126 flushed
+    (0x7E800001, 0x00000000),
+    (0x7F7FFFFF, 0x00000000),  # results < 2^-126 flushed
     (0x00800000, 0x7E800000),  # rcp(2^-126) = 2^126
     (0x40C00000, 0x3E2AAAAB),  # RCP6
     (0x43E00000, 0x3B124925),  # RCP448
-    (0x3F800000, 0x3F800000), (0xC0000000, 0xBF000000),
+    (0x3F800000, 0x3F800000),
+    (0xC0000000, 0xBF000000),
 ]
 
 
@@ -189,13 +266,16 @@ def test_rcp_all_mantissas(exponent):
         assert table.sum() == 1_108_522
         assert (table & (step > 0)).sum() == 733_799  # hardware one ulp above RN
         assert (table & (step < 0)).sum() == 374_723
-        rn = (np.float32(1) / x)
+        rn = np.float32(1) / x
         assert (u32(got) != u32(rn)).sum() == 1_108_522
 
 
 def test_rcp_numpy_model_matches():
-    x = f32(np.random.default_rng(1).integers(0, 2**32, 100_000, dtype=np.uint64)
-            .astype(np.uint32))
+    x = f32(
+        np.random.default_rng(1)
+        .integers(0, 2**32, 100_000, dtype=np.uint64)
+        .astype(np.uint32)
+    )
     a, b = u32(RCP.rcp_numpy(x)), u32(R.rcp(jnp.asarray(x)))
     nan = np.isnan(x)
     np.testing.assert_array_equal(a[~nan], b[~nan])
@@ -217,16 +297,23 @@ def test_mul_div_underflow_window():
     b = f32((u32(b).astype(np.int64) + rng.integers(-2, 3, a.size)).astype(np.uint32))
     np.testing.assert_array_equal(u32(jax.jit(R.mul)(a, b)), u32(ftz_np(a * ftz_np(b))))
     q = (a.astype(np.float64) * 2.0**-126).astype(np.float32)
-    np.testing.assert_array_equal(u32(jax.jit(R.div)(q, a)), u32(ftz_np(q / a)))
+    np.testing.assert_array_equal(u32(jax.jit(R.div)(q, a)), u32(ftz_np(ftz_np(q) / a)))
 
 
 def test_hmul_matches_ieee_including_subnormals():
     rng = np.random.default_rng(3)
     n = 300_000
-    e4m3 = np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float32)
-    smalls = np.concatenate([
-        e4m3, f32(np.arange(256, dtype=np.uint32) << 23), f32([0x00400000]),
-        np.float32([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -6, np.inf, -np.inf])])
+    e4m3 = (
+        np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float32)
+    )
+    smalls = np.concatenate(
+        [
+            e4m3,
+            f32(np.arange(256, dtype=np.uint32) << 23),
+            f32([0x00400000]),
+            np.float32([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -6, np.inf, -np.inf]),
+        ]
+    )
     b = smalls[rng.integers(0, smalls.size, n)]
     a = f32(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32))
     tiny = f32(rng.integers(0, 0x02000000, n).astype(np.uint32))
@@ -240,27 +327,91 @@ def test_hmul_matches_ieee_including_subnormals():
 
 
 def test_encoders():
-    ties = np.float32([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 0.0, -0.0, 1e-40, -1e-40,
-                       np.inf, -np.inf, np.nan, -np.nan, 6.5, -0.26])
+    ties = np.float32(
+        [
+            0.25,
+            0.75,
+            1.25,
+            1.75,
+            2.5,
+            3.5,
+            5.0,
+            0.0,
+            -0.0,
+            1e-40,
+            -1e-40,
+            np.inf,
+            -np.inf,
+            np.nan,
+            -np.nan,
+            6.5,
+            -0.26,
+        ]
+    )
     assert np.asarray(R.encode_e2m1(ties)).tolist() == [
-        0, 2, 2, 4, 4, 6, 6, 0, 8, 0, 8, 7, 15, 7, 7, 7, 9]
+        0,
+        2,
+        2,
+        4,
+        4,
+        6,
+        6,
+        0,
+        8,
+        0,
+        8,
+        7,
+        15,
+        7,
+        7,
+        7,
+        9,
+    ]
     rng = np.random.default_rng(4)
     x = f32(rng.integers(0, 2**32, 500_000, dtype=np.uint64).astype(np.uint32))
     small = np.abs(x) <= 448
     got = np.asarray(jax.jit(R.encode_e4m3)(x))
     np.testing.assert_array_equal(
-        got[small], x[small].astype(ml_dtypes.float8_e4m3fn).view(np.uint8))
+        got[small], x[small].astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+    )
     big = ~small & ~np.isnan(x)
     np.testing.assert_array_equal(got[big], np.where(x[big] > 0, 0x7E, 0xFE))
     assert (got[np.isnan(x)] == 0x7F).all()
     finite = ~np.isnan(x)
     np.testing.assert_array_equal(
         np.asarray(R.encode_e2m1(x))[finite],
-        x[finite].astype(ml_dtypes.float4_e2m1fn).view(np.uint8))
-    e8 = f32([0, 0x00400000, 0x00400001, 0x00800000, 0x3F800000, 0x3F800001, 0x3F6AAAAB,
-              0x7F000000, 0x7F000001, 0x7F800000, 0x7FC00000, 0xBF800000])
+        x[finite].astype(ml_dtypes.float4_e2m1fn).view(np.uint8),
+    )
+    e8 = f32(
+        [
+            0,
+            0x00400000,
+            0x00400001,
+            0x00800000,
+            0x3F800000,
+            0x3F800001,
+            0x3F6AAAAB,
+            0x7F000000,
+            0x7F000001,
+            0x7F800000,
+            0x7FC00000,
+            0xBF800000,
+        ]
+    )
     assert np.asarray(R.encode_ue8m0(e8)).tolist() == [
-        0, 0, 1, 1, 127, 128, 127, 254, 254, 254, 255, 127]
+        0,
+        0,
+        1,
+        1,
+        127,
+        128,
+        127,
+        254,
+        254,
+        254,
+        255,
+        127,
+    ]
     h = np.asarray(R.round_to_float16(x))
     with np.errstate(all="ignore"):
         want = x.astype(np.float16).astype(np.float32)
@@ -296,21 +447,30 @@ def test_packbits_examples():
 
 def test_jit_matches_eager():
     rng = np.random.default_rng(5)
-    x = jnp.asarray(rng.standard_normal((3, 5, 64)).astype(np.float32)).astype(jnp.bfloat16)
+    x = jnp.asarray(rng.standard_normal((3, 5, 64)).astype(np.float32)).astype(
+        jnp.bfloat16
+    )
     gs = jnp.asarray(rng.uniform(1, 100, 15).astype(np.float32))
-    for kw in [dict(sf_vec_size=16, use_ue8m0=False, layout=0, inversed=True, exact=False),
-               dict(sf_vec_size=16, use_ue8m0=False, layout=1, inversed=False, exact=True),
-               dict(sf_vec_size=32, use_ue8m0=True, layout=2, inversed=False, exact=False)]:
+    configs = [
+        (16, False, 0, True, False),
+        (16, False, 1, False, True),
+        (32, True, 2, False, False),
+    ]
+    names = ("sf_vec_size", "use_ue8m0", "layout", "inversed", "exact")
+    for kw in (dict(zip(names, c, strict=True)) for c in configs):
         eager = R.fp4_quantize(x, gs, **kw)
         jitted = jax.jit(partial(R.fp4_quantize, **kw))(x, gs)
         for a, b in zip(eager, jitted):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert eager[0].shape == (3, 5, 32)
-    q, sf = jax.jit(partial(R.mxfp8_quantize, layout=0, alignment=64))(x.astype(jnp.float16))
+    q, sf = jax.jit(partial(R.mxfp8_quantize, layout=0, alignment=64))(
+        x.astype(jnp.float16)
+    )
     assert q.shape == (3, 5, 64) and sf.shape == (128 * 4,)
     back = R.mxfp8_dequantize_host(q.reshape(15, 64), sf, layout=0)
-    np.testing.assert_allclose(np.asarray(back), np.asarray(x, np.float32).reshape(15, 64),
-                               rtol=0.07)
+    np.testing.assert_allclose(
+        np.asarray(back), np.asarray(x, np.float32).reshape(15, 64), rtol=0.07
+    )
 
 
 def test_zero_size():
@@ -318,32 +478,53 @@ def test_zero_size():
         for dtype in (jnp.float16, jnp.bfloat16, jnp.float8_e4m3fn):
             for sv, ue in ((16, False), (32, True)):
                 for layout in (0, 1, 2):
-                    q, sf = R.fp4_quantize(jnp.zeros(shape, dtype), jnp.ones(1), sf_vec_size=sv,
-                                           use_ue8m0=ue, layout=layout, inversed=False,
-                                           exact=False)
+                    q, sf = R.fp4_quantize(
+                        jnp.zeros(shape, dtype),
+                        jnp.ones(1),
+                        sf_vec_size=sv,
+                        use_ue8m0=ue,
+                        layout=layout,
+                        inversed=False,
+                        exact=False,
+                    )
                     m, k = int(np.prod(shape[:-1])), shape[-1]
                     assert q.shape == shape[:-1] + (k // 2,)
                     assert sf.shape == R.sf_matrix_shape(layout, m, k // sv)
         q, sf = R.mxfp8_quantize(jnp.zeros(shape, jnp.bfloat16), layout=0, alignment=32)
         assert q.shape == shape and sf.shape == (0,)
     assert R.e2m1_and_ufp8sf_scale_to_float(
-        jnp.zeros((0, 8), jnp.uint8), jnp.zeros((0,), jnp.uint8), jnp.ones(1),
-        sf_vec_size=16, ufp8_type=1, layout=0).shape == (0, 16)
-    assert R.mxfp4_dequantize_host(jnp.zeros((0, 16), jnp.uint8), jnp.zeros((0, 1), jnp.uint8),
-                                   group_size=32).shape == (0, 32)
-    assert R.mxfp8_dequantize_host(jnp.zeros((0, 32), jnp.uint8), jnp.zeros((0,), jnp.uint8),
-                                   layout=0).shape == (0, 32)
+        jnp.zeros((0, 8), jnp.uint8),
+        jnp.zeros((0,), jnp.uint8),
+        jnp.ones(1),
+        sf_vec_size=16,
+        ufp8_type=1,
+        layout=0,
+    ).shape == (0, 16)
+    assert R.mxfp4_dequantize_host(
+        jnp.zeros((0, 16), jnp.uint8), jnp.zeros((0, 1), jnp.uint8), group_size=32
+    ).shape == (0, 32)
+    assert R.mxfp8_dequantize_host(
+        jnp.zeros((0, 32), jnp.uint8), jnp.zeros((0,), jnp.uint8), layout=0
+    ).shape == (0, 32)
     assert R.packbits(jnp.zeros((0,)), bitorder="big").shape == (0,)
-    y, ind = R.segment_packbits(jnp.zeros((0,)), jnp.zeros((3,), jnp.int32), bitorder="big",
-                                total_bytes=2)
+    y, ind = R.segment_packbits(
+        jnp.zeros((0,)), jnp.zeros((3,), jnp.int32), bitorder="big", total_bytes=2
+    )
     assert np.asarray(y).tolist() == [0, 0] and np.asarray(ind).tolist() == [0, 0, 0]
     assert R.block_scale_interleave(jnp.zeros((2, 0, 3), jnp.uint8)).shape == (0,)
 
 
 def test_buffer_size_checked():
     with pytest.raises(ValueError, match="needs"):
-        R.e2m1_and_ufp8sf_scale_to_float(jnp.zeros((2, 8), jnp.uint8), jnp.zeros((3,), jnp.uint8),
-                                         jnp.ones(1), sf_vec_size=16, ufp8_type=1, layout=2)
+        R.e2m1_and_ufp8sf_scale_to_float(
+            jnp.zeros((2, 8), jnp.uint8),
+            jnp.zeros((3,), jnp.uint8),
+            jnp.ones(1),
+            sf_vec_size=16,
+            ufp8_type=1,
+            layout=2,
+        )
     with pytest.raises(ValueError, match="needs"):
-        R.mxfp8_dequantize_host(jnp.zeros((2, 32), jnp.uint8), jnp.zeros((1,), jnp.uint8),
-                                layout=2)
+        R.mxfp8_dequantize_host(
+            jnp.zeros((2, 32), jnp.uint8), jnp.zeros((1,), jnp.uint8), layout=2
+        )

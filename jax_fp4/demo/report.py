@@ -14,9 +14,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +89,7 @@ def _quantize(fmt: FormatSpec, w: jax.Array, backend: str) -> tuple[tuple[jax.Ar
     raise ValueError(f"unknown format {fmt!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def roundtrip_fn(fmt: FormatSpec, backend: str = "auto") -> Callable[..., Any]:
     """A jitted ``(w, ref) -> (stored, w_hat, err_sq, ref_sq)`` for one format and backend.
 
@@ -136,7 +136,7 @@ class ErrorStats:
     bytes_before: int = 0
     bytes_after: int = 0
 
-    def __iadd__(self, other: ErrorStats) -> ErrorStats:
+    def __iadd__(self, other: ErrorStats) -> Self:
         self.err_sq += other.err_sq
         self.ref_sq += other.ref_sq
         self.bytes_before += other.bytes_before
@@ -213,9 +213,10 @@ def describe_backend(device: jax.Device, backend: str) -> list[str]:
         ran = "jax_fp4's CUDA FFI handlers (backend='auto')"
     return [
         f"jax {jax.__version__}, jax_fp4 {jax_fp4.__version__}; jax.devices(): {jax.devices()}",
-        f"jax_fp4.cuda_compiled(): {jax_fp4.cuda_compiled()}, "
-        f"jax_fp4.cuda_available(): {jax_fp4.cuda_available()}",
-        f"running on {device.device_kind} ({device.platform}) with {ran}",
+        (f"jax_fp4.cuda_compiled(): {jax_fp4.cuda_compiled()}, "
+         f"jax_fp4.cuda_available(): {jax_fp4.cuda_available()}"),
+        (f"running on {'the CPU' if device.platform == 'cpu' else device.device_kind} "
+         f"({device}) with {ran}"),
     ]
 
 
@@ -307,17 +308,8 @@ def progress(items: Sequence[T], desc: str) -> Iterable[T]:
 # --------------------------------------------------------------------------- plot
 
 
-def check_plotting() -> None:
-    """Fails early (before minutes of work) when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise DemoError("matplotlib is needed for the plot: `pip install matplotlib` "
-                        "(or `pip install -e .[demo]`), or pass --no-plot") from None
-
-
 def plot_layer_errors(names: Sequence[str], errors: dict[str, Sequence[float]],
-                      out: Path, title: str) -> Path:
+                      out: Path, title: str, overall: dict[str, float] | None = None) -> Path:
     """Saves a PNG of relative error per layer, one line per format (log scale).
 
     Args:
@@ -326,6 +318,7 @@ def plot_layer_errors(names: Sequence[str], errors: dict[str, Sequence[float]],
             as the cast-only floor).
         out: PNG path.
         title: figure title.
+        overall: format name -> relative error over all weights, shown in the legend.
 
     Returns:
         The resolved path written.
@@ -337,21 +330,31 @@ def plot_layer_errors(names: Sequence[str], errors: dict[str, Sequence[float]],
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(max(8.0, 0.3 * len(names) + 2), 4.8))
     x = np.arange(len(names))
+    overall = overall or {}
     for name, errs in errors.items():
         pct = 100 * np.asarray(errs)
+        label = "bf16 cast (floor)" if name == "BF16" else name
+        if name in overall:
+            label += f", {fmt_pct(overall[name])} overall"
         if name == "BF16":
-            ax.plot(x, pct, "--", color="0.6", label="bf16 cast (floor)")
+            ax.plot(x, pct, "--", color="0.6", label=label)
         else:
-            ax.plot(x, pct, "o-", markersize=3.5, label=name)
+            ax.plot(x, pct, "o-", markersize=3.5, label=label)
     ax.set_yscale("log")
+    # Plain decimal ticks: the errors span ~0.1% to ~20%, where 10^k labels say little.
+    ticks = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]
+    ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks(x, names, rotation=90, fontsize=7)
     ax.set_ylabel("relative error ||W_hat - W|| / ||W||  (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="center right", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     out = Path(out).expanduser().resolve()
     try:
