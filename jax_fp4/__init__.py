@@ -10,13 +10,23 @@ from jax_fp4.dequantize import (
     e2m1_and_ufp8sf_scale_to_float,
     mxfp4_dequantize,
     mxfp4_dequantize_host,
+    mxfp8_dequantize,
     mxfp8_dequantize_host,
+    nvfp4_dequantize,
+)
+from jax_fp4.kv_cache import (
+    nvfp4_kv_dequantize,
+    nvfp4_kv_dequantize_paged,
+    nvfp4_kv_quantize,
+    nvfp4_quantize_paged_kv_cache,
 )
 from jax_fp4.layouts import (
     block_scale_interleave,
     block_scale_interleave_reverse,
     nvfp4_block_scale_interleave,
     sf_buffer_size,
+    shuffle_matrix_a,
+    shuffle_matrix_sf_a,
     sf_padded_shape,
 )
 from jax_fp4.packing import packbits, segment_packbits
@@ -26,6 +36,8 @@ from jax_fp4.quantize import (
     mxfp8_quantize,
     nvfp4_batched_quantize,
     nvfp4_quantize,
+    scaled_fp4_grouped_quantize,
+    silu_and_mul_nvfp4_quantize,
 )
 from jax_fp4.views import fp4_codes_to_float4, scales_as_e4m3, scales_as_ue8m0
 
@@ -43,7 +55,17 @@ __all__ = [
     "mxfp4_dequantize",
     "mxfp4_dequantize_host",
     "mxfp4_quantize",
+    "mxfp8_dequantize",
     "mxfp8_dequantize_host",
+    "nvfp4_dequantize",
+    "nvfp4_kv_dequantize",
+    "nvfp4_kv_dequantize_paged",
+    "nvfp4_kv_quantize",
+    "nvfp4_quantize_paged_kv_cache",
+    "scaled_fp4_grouped_quantize",
+    "shuffle_matrix_a",
+    "shuffle_matrix_sf_a",
+    "silu_and_mul_nvfp4_quantize",
     "mxfp8_quantize",
     "nvfp4_batched_quantize",
     "nvfp4_block_scale_interleave",

@@ -98,12 +98,12 @@ def _batch_shape(aval, params) -> tuple[int, ...]:
     return tuple(aval.shape[: params["num_batch_dims"]])
 
 
-# ---- fp4_quantize: NVFP4 / MXFP4 (SPEC 5.2) ----
+# ---- fp4_quantize: NVFP4 / MXFP4 (SPEC 5.2), masked rows, KV-cache scales ----
+
+SCALE_ENCODE, SCALE_INVERSE, SCALE_KV_DECODE = 0, 1, 2  # ScaleMode in block_scale.h
 
 
-def _fp4_quantize_abstract(x, global_scale, *, sf_vec_size, use_ue8m0, layout, inversed,
-                           exact, num_batch_dims):
-    del use_ue8m0, inversed, exact, global_scale
+def _fp4_scale_shapes(x, sf_vec_size, layout, num_batch_dims):
     batch = tuple(x.shape[:num_batch_dims])
     inner = x.shape[num_batch_dims:]
     rows = int(np.prod(inner[:-1], dtype=np.int64))
@@ -111,10 +111,36 @@ def _fp4_quantize_abstract(x, global_scale, *, sf_vec_size, use_ue8m0, layout, i
     codes = jax.core.ShapedArray((*batch, *inner[:-1], k // 2), jnp.uint8)
     scales = jax.core.ShapedArray(
         (*batch, *sf_padded_shape(layout, rows, k // sf_vec_size)), jnp.uint8)
+    return batch, rows, codes, scales
+
+
+def _fp4_quantize_abstract(x, global_scale, row_mask, *, sf_vec_size, use_ue8m0, layout,
+                           scale_mode, exact, masked, num_batch_dims):
+    del global_scale, row_mask, use_ue8m0, scale_mode, exact, masked
+    _, _, codes, scales = _fp4_scale_shapes(x, sf_vec_size, layout, num_batch_dims)
     return codes, scales
 
 
-fp4_quantize_p = _define("fp4_quantize", _fp4_quantize_abstract, _reference.fp4_quantize)
+def _fp4_quantize_twin(x, global_scale, row_mask, *, masked, **params):
+    return _reference.fp4_quantize(x, global_scale, row_mask if masked else None, **params)
+
+
+fp4_quantize_p = _define("fp4_quantize", _fp4_quantize_abstract, _fp4_quantize_twin)
+
+
+def _per_token_abstract(x, s_inv, row_mask, *, layout, exact, masked, num_batch_dims):
+    del s_inv, row_mask, exact, masked
+    batch, rows, codes, scales = _fp4_scale_shapes(x, 16, layout, num_batch_dims)
+    per_token = jax.core.ShapedArray((*batch, rows), jnp.float32)
+    return codes, scales, per_token
+
+
+def _per_token_twin(x, s_inv, row_mask, *, masked, **params):
+    return _reference.nvfp4_per_token_quantize(x, s_inv, row_mask if masked else None, **params)
+
+
+nvfp4_per_token_quantize_p = _define("nvfp4_per_token_quantize", _per_token_abstract,
+                                     _per_token_twin)
 
 
 # ---- mxfp8_quantize (SPEC 5.16) ----
@@ -134,39 +160,29 @@ mxfp8_quantize_p = _define("mxfp8_quantize", _mxfp8_quantize_abstract,
                            _reference.mxfp8_quantize)
 
 
-# ---- block_dequantize: every dequantizer (SPEC 5.6, 5.7, 5.9, 5.17) ----
+# ---- block_dequantize: every dequantizer (SPEC 5.6, 5.7, 5.9, 5.14, 5.17) ----
 
 ELEMENT_E2M1, ELEMENT_E4M3 = 0, 1
 SCALE_E4M3, SCALE_UE8M0_BITS, SCALE_UE8M0_HOST = 0, 1, 2
 
 
 def _block_dequantize_abstract(codes, scales, global_scale, *, element_format, scale_format,
-                               sf_vec_size, layout, plus_zero_code8, num_batch_dims):
-    del scales, global_scale, scale_format, sf_vec_size, layout, plus_zero_code8
+                               sf_vec_size, layout, plus_zero_code8, device_math, out_dtype,
+                               num_batch_dims):
+    del scales, global_scale, scale_format, sf_vec_size, layout, plus_zero_code8, device_math
+    del num_batch_dims
     k = codes.shape[-1] * (2 if element_format == ELEMENT_E2M1 else 1)
-    return (jax.core.ShapedArray((*codes.shape[:-1], k), jnp.float32),)
+    return (jax.core.ShapedArray((*codes.shape[:-1], k), jnp.dtype(out_dtype)),)
 
 
-def _block_dequantize_twin(codes, scales, global_scale, *, element_format, scale_format,
-                           sf_vec_size, layout, plus_zero_code8):
-    del plus_zero_code8  # implied by the host UE8M0 decoding (mxfp4_dequantize_host)
-    lead, k_bytes = codes.shape[:-1], codes.shape[-1]
-    rows = int(np.prod(lead, dtype=np.int64))
-    codes2d = codes.reshape(rows, k_bytes)
-    if element_format == ELEMENT_E4M3:
-        out = _reference.mxfp8_dequantize_host(codes2d, scales, layout=layout)
-    elif scale_format == SCALE_UE8M0_HOST:
-        out = _reference.mxfp4_dequantize_host(
-            codes2d, scales.reshape(rows, 2 * k_bytes // sf_vec_size), group_size=sf_vec_size)
-    else:
-        out = _reference.e2m1_and_ufp8sf_scale_to_float(
-            codes2d, scales, global_scale, sf_vec_size=sf_vec_size,
-            ufp8_type=1 if scale_format == SCALE_E4M3 else 0, layout=layout)
-    return (out.reshape(*lead, out.shape[-1]),)
+def _block_dequantize_twin(codes, scales, global_scale, **params):
+    return (_reference.block_dequantize(codes, scales, global_scale, **params),)
 
 
-block_dequantize_p = _define("block_dequantize", _block_dequantize_abstract,
-                             _block_dequantize_twin)
+block_dequantize_p = _define(
+    "block_dequantize", _block_dequantize_abstract, _block_dequantize_twin,
+    # The output dtype is the result buffer's type, not an attribute.
+    ffi_attrs=lambda params: {k: v for k, v in params.items() if k != "out_dtype"})
 
 
 def _rowwise(fn: Callable, *args):
@@ -177,22 +193,37 @@ def _rowwise(fn: Callable, *args):
     return [o.reshape(*lead, o.shape[-1]) for o in outs]
 
 
-# ---- block_scale_interleave (SPEC 5.8) ----
+# ---- block_scale_interleave (SPEC 5.8), shuffles (5.11, 5.12) ----
 
 
-def _interleave_abstract(x):
+def _interleave_abstract(x, *, shuffle_block):
+    del shuffle_block
     rows, cols = x.shape[-2:]
     return (jax.core.ShapedArray((*x.shape[:-2], sf_buffer_size(0, rows, cols)), x.dtype),)
 
 
-def _interleave_twin(x):
+def _interleave_twin(x, *, shuffle_block):
     rows, cols = x.shape[-2:]
-    flat = _reference.block_scale_interleave(x.reshape(-1, rows, cols))
+    flat = _reference.block_scale_interleave(x.reshape(-1, rows, cols),
+                                             shuffle_block=shuffle_block)
     return (flat.reshape(*x.shape[:-2], sf_buffer_size(0, rows, cols)),)
 
 
 block_scale_interleave_p = _define("block_scale_interleave", _interleave_abstract,
                                    _interleave_twin, batch_param=None)
+
+
+def _shuffle_rows_abstract(x, *, block):
+    del block
+    return (jax.core.ShapedArray(x.shape, x.dtype),)
+
+
+def _shuffle_rows_twin(x, *, block):
+    return (_reference.shuffle_rows(x, block=block),)
+
+
+shuffle_rows_p = _define("shuffle_rows", _shuffle_rows_abstract, _shuffle_rows_twin,
+                         batch_param=None)
 
 
 # ---- packbits / segment_packbits (SPEC 5.18, 5.19) ----

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -25,8 +26,9 @@ from jax_fp4._validation import (
 from jax_fp4.quantize import _as_layout, _layout_from_flags
 
 
-def _bind_dequantize(codes, scales, global_scale, *, backend, **params):
-    params["num_batch_dims"] = 0
+def _bind_dequantize(codes, scales, global_scale, *, backend, device_math=False,
+                     out_dtype="float32", **params):
+    params.update(device_math=device_math, out_dtype=jnp.dtype(out_dtype).name, num_batch_dims=0)
     if backend == "xla":
         (out,) = prims.block_dequantize_p.twin(codes, scales, global_scale, **params)
     else:
@@ -202,3 +204,102 @@ def mxfp8_dequantize_host(
         x, sf, jnp.ones((1,), jnp.float32), backend=backend,
         element_format=prims.ELEMENT_E4M3, scale_format=prims.SCALE_UE8M0_BITS,
         sf_vec_size=32, layout=int(layout), plus_zero_code8=False)
+
+
+def nvfp4_dequantize(
+    x_q: ArrayLike,
+    sf: ArrayLike,
+    global_scale: ArrayLike | float,
+    sfLayout: SfLayout = SfLayout.layout_128x4,  # noqa: N803 - FlashInfer's name
+    dtype=jnp.float32,
+    *,
+    is_global_scale_inversed: bool = False,
+    backend: str = "auto",
+) -> jax.Array:
+    """NVFP4 back to floats inside model code: ``e2m1(code) * (e4m3(sf) / S)``.
+
+    The inverse of ``nvfp4_quantize`` / ``fp4_quantize`` (NVFP4). Computed as
+    ``e2m1_and_ufp8sf_scale_to_float(x_q, sf, 1 / S)`` in float32, then rounded to ``dtype``.
+
+    Args:
+        x_q: uint8 ``[..., K // 2]``.
+        sf: the scale bytes as ``fp4_quantize`` returned them (any shape, exact size).
+        global_scale: the encode scale ``S`` used to quantize (or ``1/S`` with
+            ``is_global_scale_inversed``), 1 element.
+        sfLayout: ``SfLayout`` of ``sf``.
+        dtype: float32, bfloat16 or float16.
+        is_global_scale_inversed: ``global_scale`` holds ``1/S``.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+
+    Returns:
+        ``[..., K]`` of ``dtype``.
+    """
+    op = "nvfp4_dequantize"
+    backend = resolve_backend(op, backend)
+    layout = _as_layout(op, sfLayout)
+    q = as_array(x_q)
+    check_dtype(op, "x_q", q, (jnp.uint8,))
+    check_rank(op, "x_q", q, min_rank=1)
+    lead, k = q.shape[:-1], 2 * q.shape[-1]
+    check_multiple(op, "K (2 x the last dim of x_q)", k, 16)
+    rows = int(np.prod(lead, dtype=np.int64))
+    sf = _check_scale_buffer(op, "sf", as_array(sf), layout, rows, k // 16)
+    g = as_array(global_scale)
+    if not jnp.issubdtype(g.dtype, jnp.floating) or g.size != 1:
+        raise ValueError(f"{op}: global_scale must be one float, got {dtype_name(g.dtype)} "
+                         f"{tuple(g.shape)}")
+    g = g.astype(jnp.float32).reshape(1)
+    decode = g if is_global_scale_inversed else np.float32(1.0) / g
+    out = _bind_dequantize(
+        q.reshape(rows, k // 2), sf, decode, backend=backend,
+        element_format=prims.ELEMENT_E2M1, scale_format=prims.SCALE_E4M3, sf_vec_size=16,
+        layout=int(layout), plus_zero_code8=False, out_dtype=_out_dtype(op, dtype))
+    return out.reshape(*lead, k)
+
+
+def mxfp8_dequantize(
+    x_q: ArrayLike,
+    sf: ArrayLike,
+    sf_swizzle_layout: SfLayout = SfLayout.layout_128x4,
+    dtype=jnp.float32,
+    *,
+    backend: str = "auto",
+) -> jax.Array:
+    """MXFP8 back to floats inside model code: ``e4m3(x) * 2^(sf - 127)``.
+
+    ``mxfp8_dequantize_host`` for any leading dims, rounded to ``dtype``.
+
+    Args:
+        x_q: ``[..., K]`` float8_e4m3fn (or uint8 bytes) as ``mxfp8_quantize`` returned it.
+        sf: the 1-D scale buffer ``mxfp8_quantize`` returned.
+        sf_swizzle_layout: ``SfLayout`` of ``sf``.
+        dtype: float32, bfloat16 or float16.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+
+    Returns:
+        ``[..., K]`` of ``dtype``.
+    """
+    op = "mxfp8_dequantize"
+    backend = resolve_backend(op, backend)
+    layout = _as_layout(op, sf_swizzle_layout)
+    x = as_array(x_q)
+    check_dtype(op, "x_q", x, (jnp.uint8, jnp.float8_e4m3fn))
+    check_rank(op, "x_q", x, min_rank=1)
+    if x.dtype != jnp.uint8:
+        x = lax.bitcast_convert_type(x, jnp.uint8)
+    lead, k = x.shape[:-1], x.shape[-1]
+    check_multiple(op, "the last dim K of x_q", k, 32)
+    rows = int(np.prod(lead, dtype=np.int64))
+    sf = _check_scale_buffer(op, "sf", as_array(sf), layout, rows, k // 32)
+    out = _bind_dequantize(
+        x.reshape(rows, k), sf, jnp.ones((1,), jnp.float32), backend=backend,
+        element_format=prims.ELEMENT_E4M3, scale_format=prims.SCALE_UE8M0_BITS, sf_vec_size=32,
+        layout=int(layout), plus_zero_code8=False, out_dtype=_out_dtype(op, dtype))
+    return out.reshape(*lead, k)
+
+
+def _out_dtype(op: str, dtype) -> str:
+    name = jnp.dtype(dtype).name
+    if name not in ("float32", "bfloat16", "float16"):
+        raise TypeError(f"{op}: dtype must be float32, bfloat16 or float16, got {name}")
+    return name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jax_fp4 import _primitives as prims
@@ -15,6 +16,8 @@ __all__ = [
     "block_scale_interleave",
     "block_scale_interleave_reverse",
     "nvfp4_block_scale_interleave",
+    "shuffle_matrix_a",
+    "shuffle_matrix_sf_a",
     "sf_buffer_size",
     "sf_padded_shape",
 ]
@@ -42,7 +45,7 @@ def block_scale_interleave(unswizzled_sf: ArrayLike, backend: str = "auto") -> j
     check_dtype(op, "unswizzled_sf", x, (jnp.uint8, jnp.bfloat16))
     check_rank(op, "unswizzled_sf", x, (2, 3))
     prim = prims.block_scale_interleave_p
-    (out,) = prim.twin(x) if backend == "xla" else prim.bind(x)
+    (out,) = prim.twin(x, shuffle_block=0) if backend == "xla" else prim.bind(x, shuffle_block=0)
     return out.reshape(-1)
 
 
@@ -83,6 +86,69 @@ def block_scale_interleave_reverse(
     else:
         tiles = buf.reshape(rp // 8, cp // 4, 8, 4).transpose(0, 2, 1, 3)
     return tiles.reshape(rp, cp)[:rows, :cols]
+
+
+def _shuffle_block(op: str, epilogue_tile_m: int) -> int:
+    if not isinstance(epilogue_tile_m, (int, np.integer)) or epilogue_tile_m <= 0:
+        raise ValueError(f"{op}: epilogue_tile_m={epilogue_tile_m!r} must be a positive int")
+    return 32 if epilogue_tile_m % 128 == 0 else 16
+
+
+def shuffle_matrix_a(input_tensor: ArrayLike, epilogue_tile_m: int,
+                     backend: str = "auto") -> jax.Array:
+    """Row shuffle for TRT-LLM-gen GEMM weights (SPEC 5.11).
+
+    Inside each block of ``B`` rows (``B = 32`` when ``epilogue_tile_m % 128 == 0``, else 16),
+    output row ``r`` is input row ``(r % 8) * (B // 8) + r // 8``.
+
+    Args:
+        input_tensor: ``[M, K]``, any dtype, ``M % B == 0``.
+        epilogue_tile_m: the GEMM's epilogue tile height (128 in FlashInfer's recipes).
+        backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
+
+    Returns:
+        ``[M, K]``, same dtype.
+    """
+    op = "shuffle_matrix_a"
+    backend = resolve_backend(op, backend)
+    block = _shuffle_block(op, epilogue_tile_m)
+    x = as_array(input_tensor)
+    check_rank(op, "input_tensor", x, (2,))
+    if x.shape[0] % block:
+        raise ValueError(f"{op}: M = {x.shape[0]} is not a multiple of the shuffle block {block}")
+    prim = prims.shuffle_rows_p
+    (out,) = prim.twin(x, block=block) if backend == "xla" else prim.bind(x, block=block)
+    return out
+
+
+def shuffle_matrix_sf_a(input_tensor: ArrayLike, epilogue_tile_m: int,
+                        num_elts_per_sf: int = 16, backend: str = "auto") -> jax.Array:
+    """Row-shuffles a linear scale matrix and lays it out in 128x4 tiles (SPEC 5.12).
+
+    ``shuffle_matrix_a``'s row order, then ``block_scale_interleave``, in one pass.
+
+    Args:
+        input_tensor: linear scales ``[M, C]``, uint8 or bfloat16, ``M % 128 == 0``.
+        epilogue_tile_m: as for ``shuffle_matrix_a``.
+        num_elts_per_sf: accepted for FlashInfer compatibility; no effect (as there).
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+
+    Returns:
+        1-D, same dtype, ``M * round_up(C, 4)`` elements.
+    """
+    del num_elts_per_sf
+    op = "shuffle_matrix_sf_a"
+    backend = resolve_backend(op, backend)
+    block = _shuffle_block(op, epilogue_tile_m)
+    x = as_array(input_tensor)
+    check_dtype(op, "input_tensor", x, (jnp.uint8, jnp.bfloat16))
+    check_rank(op, "input_tensor", x, (2,))
+    if x.shape[0] % 128:
+        raise ValueError(f"{op}: M = {x.shape[0]} is not a multiple of 128")
+    prim = prims.block_scale_interleave_p
+    (out,) = (prim.twin(x, shuffle_block=block) if backend == "xla"
+              else prim.bind(x, shuffle_block=block))
+    return out.reshape(-1)
 
 
 del round_up

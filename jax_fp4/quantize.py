@@ -11,13 +11,16 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
 from jax_fp4 import _primitives as prims
 from jax_fp4._shapes import SfLayout
+from jax_fp4.layouts import shuffle_matrix_a, shuffle_matrix_sf_a
 from jax_fp4._validation import (
     as_array,
+    concrete_value,
     check_dtype,
     check_multiple,
     check_rank,
@@ -68,13 +71,18 @@ def _check_fp4_input(op: str, name: str, x: jax.Array, sf_vec_size: int,
     check_multiple(op, f"the last dim K of {name}", x.shape[-1], sf_vec_size)
 
 
-def _bind_fp4(x, gs, *, sf_vec_size, use_ue8m0, layout, inversed, exact, backend,
-              num_batch_dims=0):
+_NO_MASK = np.ones((1,), np.uint8)  # a placeholder operand when no row is masked
+
+
+def _bind_fp4(x, gs, *, sf_vec_size, use_ue8m0, layout, scale_mode, exact, backend,
+              row_mask=None, num_batch_dims=0):
     params = dict(sf_vec_size=sf_vec_size, use_ue8m0=use_ue8m0, layout=int(layout),
-                  inversed=bool(inversed), exact=bool(exact), num_batch_dims=num_batch_dims)
-    if backend == "xla":
-        return tuple(prims.fp4_quantize_p.twin(x, gs, **params))
-    return tuple(prims.fp4_quantize_p.bind(x, gs, **params))
+                  scale_mode=int(scale_mode), exact=bool(exact), masked=row_mask is not None,
+                  num_batch_dims=num_batch_dims)
+    mask = _NO_MASK if row_mask is None else row_mask
+    prim = prims.fp4_quantize_p
+    return tuple(prim.twin(x, gs, mask, **params) if backend == "xla"
+                 else prim.bind(x, gs, mask, **params))
 
 
 def fp4_quantize(
@@ -143,9 +151,9 @@ def fp4_quantize(
     rows = math.prod(x.shape[:-1])
     needs_scale = sf_vec_size == 16
     gs = _global_scale_rows(op, "global_scale", global_scale, rows, required=needs_scale)
+    mode = prims.SCALE_INVERSE if is_global_scale_inversed else prims.SCALE_ENCODE
     return _bind_fp4(x, gs, sf_vec_size=sf_vec_size, use_ue8m0=bool(sf_use_ue8m0),
-                     layout=layout, inversed=is_global_scale_inversed, exact=exact,
-                     backend=backend)
+                     layout=layout, scale_mode=mode, exact=exact, backend=backend)
 
 
 def nvfp4_quantize(
@@ -170,19 +178,29 @@ def nvfp4_quantize(
         a: ``[..., K]`` float16, bfloat16 or float8_e4m3fn, ``K % 16 == 0``.
         a_global_sf: float32 encode scale, 1 element or ``M`` (a Python float is accepted).
         sfLayout: ``SfLayout`` of the returned scales.
-        do_shuffle: TRT-LLM weight shuffle; not implemented yet (raises).
+        do_shuffle: prepare a TRT-LLM-gen GEMM weight: quantize with linear scales, then
+            ``shuffle_matrix_a(x_q, 128)`` and the 128x4 bytes of the row-shuffled scales,
+            kept in the linear shape ``[M, K // 16]`` (FlashInfer's behaviour, SPEC 7.14).
+            Needs ``sfLayout=layout_128x4``, a 2-D input, ``M % 128 == 0``, ``K % 64 == 0``.
         sf_vec_size: must be 16.
         enable_pdl: launch hint only.
         backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
-        per_token_activation: per-token scales; not implemented yet (raises).
-        expanded_idx_to_permuted_idx: only with ``per_token_activation``.
+        per_token_activation: per-token quantization (SPEC 4.2.2): ``a`` is 2-D float16 or
+            bfloat16 and ``a_global_sf`` is the inverse base scale ``S_inv`` (typically
+            ``1 / (448 * 6)``); each row gets the scale ``p = amax(row) * S_inv``. A zero row
+            gets scale bytes 0x7F (E4M3 NaN), exactly as FlashInfer's CUDA kernel.
+        expanded_idx_to_permuted_idx: with ``per_token_activation``: int ``[>= M]``; row
+            ``idx[i]`` is quantized for each ``i < M`` with ``idx[i] >= 0``. Unselected rows
+            are zeros (FlashInfer: uninitialised). Entries ``>= M`` raise when known at trace
+            time and are dropped under ``jit``.
         exact: NVFP4 exact mode (SPEC 4.3).
 
     Returns:
-        ``(x_q, sf)`` as ``fp4_quantize`` returns them.
+        ``(x_q, sf)`` as ``fp4_quantize`` returns them, or ``(x_q, sf, per_token_scale)``
+        with ``per_token_activation`` (float32 ``[M]``; dequantize as
+        ``e2m1 * e4m3(sf) * per_token_scale[row]``).
 
     Raises:
-        NotImplementedError: ``do_shuffle`` or ``per_token_activation``.
         ValueError: bad arguments (see ``fp4_quantize``).
 
     Example:
@@ -192,17 +210,127 @@ def nvfp4_quantize(
         (4, 2)
     """
     op = "nvfp4_quantize"
+    backend_kind = resolve_backend(op, backend)
     if sf_vec_size != 16:
         raise ValueError(f"{op}: sf_vec_size={sf_vec_size}; NVFP4 blocks have 16 elements")
     if expanded_idx_to_permuted_idx is not None and not per_token_activation:
         raise ValueError(f"{op}: expanded_idx_to_permuted_idx needs per_token_activation=True")
-    if per_token_activation:
-        raise NotImplementedError(f"{op}: per_token_activation=True is not implemented yet")
-    if do_shuffle:
-        raise NotImplementedError(f"{op}: do_shuffle=True is not implemented yet")
     layout = _as_layout(op, sfLayout)
-    return fp4_quantize(a, a_global_sf, 16, False, layout != SfLayout.layout_linear,
-                        layout == SfLayout.layout_8x4, False, enable_pdl, backend, exact=exact)
+    if do_shuffle and layout != SfLayout.layout_128x4:
+        raise ValueError(f"{op}: do_shuffle=True needs sfLayout=layout_128x4, got {layout.name}")
+    # The shuffled weight is quantized with linear scales, then rows and scales are shuffled.
+    qlayout = SfLayout.layout_linear if do_shuffle else layout
+    x = as_array(a)
+    if do_shuffle:
+        _check_shuffle_shape(op, x)
+    if not per_token_activation:
+        x_q, sf = fp4_quantize(x, a_global_sf, 16, False, qlayout != SfLayout.layout_linear,
+                               qlayout == SfLayout.layout_8x4, False, enable_pdl, backend,
+                               exact=exact)
+        if do_shuffle:
+            x_q, sf = _shuffle_weight(x_q, sf, backend)
+        return x_q, sf
+    check_dtype(op, "a", x, (jnp.float16, jnp.bfloat16))
+    check_rank(op, "a", x, (2,))
+    check_multiple(op, "the last dim K of a", x.shape[-1], 16)
+    rows = x.shape[0]
+    s_inv = _global_scale_rows(op, "a_global_sf", a_global_sf, 1, required=True)
+    row_mask = (None if expanded_idx_to_permuted_idx is None
+                else _rows_selected(op, expanded_idx_to_permuted_idx, rows))
+    params = dict(layout=int(qlayout), exact=bool(exact), masked=row_mask is not None,
+                  num_batch_dims=0)
+    operands = (x, s_inv, _NO_MASK if row_mask is None else row_mask)
+    prim = prims.nvfp4_per_token_quantize_p
+    x_q, sf, per_token = (prim.twin(*operands, **params) if backend_kind == "xla"
+                          else prim.bind(*operands, **params))
+    if do_shuffle:
+        x_q, sf = _shuffle_weight(x_q, sf, backend)
+        per_token = shuffle_matrix_a(per_token[:, None], 128, backend=backend)[:, 0]
+    return x_q, sf, per_token
+
+
+def _check_shuffle_shape(op: str, x: jax.Array) -> None:
+    # shuffle_matrix_a needs M % 32; the 128x4 scale reshape needs M % 128 and C % 4 (SPEC 5.3).
+    rows = math.prod(x.shape[:-1])
+    if x.ndim != 2 or rows % 128 or (x.shape[-1] // 16) % 4:
+        raise ValueError(f"{op}: do_shuffle=True needs a 2-D input with M % 128 == 0 and "
+                         f"K % 64 == 0, got shape {tuple(x.shape)}")
+
+
+def _shuffle_weight(x_q, sf_linear, backend):
+    x_q = shuffle_matrix_a(x_q, 128, backend=backend)
+    # 128x4 bytes of the row-shuffled scales, kept in the linear [M, K/16] shape (SPEC 7.14).
+    sf = shuffle_matrix_sf_a(sf_linear, 128, backend=backend).reshape(sf_linear.shape)
+    return x_q, sf
+
+
+def _rows_selected(op: str, idx, rows: int) -> jax.Array:
+    """uint8 [rows]: 1 where some entry of idx[:rows] names the row (SPEC 5.3)."""
+    idx = as_array(idx)
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise TypeError(f"{op}: expanded_idx_to_permuted_idx must be an integer array, got "
+                        f"{dtype_name(idx.dtype)}")
+    idx = idx.reshape(-1)[:rows].astype(jnp.int32)
+    known = concrete_value(idx)
+    if known is not None and (known >= rows).any():
+        raise ValueError(f"{op}: expanded_idx_to_permuted_idx has entries >= M = {rows}: "
+                         f"{sorted(set(known[known >= rows].tolist()))[:8]}")
+    # Negative entries select nothing; under jit, entries >= M are dropped (never written).
+    target = jnp.where(idx >= 0, idx, rows)
+    return jnp.zeros((rows,), jnp.uint8).at[target].set(1, mode="drop")
+
+
+def scaled_fp4_grouped_quantize(
+    a: ArrayLike,
+    mask: ArrayLike,
+    a_global_sf: ArrayLike,
+    *,
+    backend: str = "auto",
+    exact: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """Masked grouped NVFP4 for the masked grouped GEMM (SPEC 5.10).
+
+    Group ``l`` quantizes its first ``mask[l]`` rows with encode scale ``a_global_sf[l]``;
+    the other rows and all padding are written as zeros (FlashInfer leaves them
+    uninitialised; treat them as unspecified).
+
+    Args:
+        a: ``[L, M, K]`` float16 or bfloat16, ``K % 16 == 0``.
+        mask: int ``[L]``, valid rows per group (values past ``M`` act as ``M``).
+        a_global_sf: float32 ``[L]``, one encode scale per group.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+        exact: NVFP4 exact mode (SPEC 4.3).
+
+    Returns:
+        ``(x_q, sf)`` in FlashInfer's logical (permuted) shapes: ``x_q`` uint8
+        ``[M, K // 2, L]`` and ``sf`` float8_e4m3fn ``[32, 4, Mp // 128, 4, Cp // 4, L]``
+        (``Mp = round_up(M, 128)``, ``Cp = round_up(K // 16, 4)``). JAX has no views, so
+        these are transposed copies of the per-group ``[L, M, K // 2]`` codes and 128x4
+        scale buffers.
+    """
+    op = "scaled_fp4_grouped_quantize"
+    backend = resolve_backend(op, backend)
+    x = as_array(a)
+    check_dtype(op, "a", x, (jnp.float16, jnp.bfloat16))
+    check_rank(op, "a", x, (3,))
+    check_multiple(op, "the last dim K of a", x.shape[-1], 16)
+    groups, rows, k = x.shape
+    m = as_array(mask)
+    if not jnp.issubdtype(m.dtype, jnp.integer) or m.shape != (groups,):
+        raise ValueError(f"{op}: mask must be an integer array of shape [L] = ({groups},), got "
+                         f"{dtype_name(m.dtype)} {tuple(m.shape)}")
+    gs = as_array(a_global_sf)
+    if not jnp.issubdtype(gs.dtype, jnp.floating) or gs.size != groups:
+        raise ValueError(f"{op}: a_global_sf must hold one float per group (L = {groups}), got "
+                         f"{dtype_name(gs.dtype)} {tuple(gs.shape)}")
+    gs = gs.astype(jnp.float32).reshape(groups, 1)
+    row_mask = (jnp.arange(rows, dtype=jnp.int32)[None, :] < m.astype(jnp.int32)[:, None])
+    x_q, sf = _bind_fp4(x, gs, sf_vec_size=16, use_ue8m0=False, layout=SfLayout.layout_128x4,
+                        scale_mode=prims.SCALE_ENCODE, exact=exact, backend=backend,
+                        row_mask=row_mask.astype(jnp.uint8), num_batch_dims=1)
+    mp, cp = sf.shape[1:]
+    sf = sf.reshape(groups, mp // 128, cp // 4, 32, 4, 4).transpose(3, 4, 1, 5, 2, 0)
+    return x_q.transpose(1, 2, 0), lax.bitcast_convert_type(sf, jnp.float8_e4m3fn)
 
 
 def mxfp4_quantize(
@@ -268,7 +396,8 @@ def nvfp4_batched_quantize(
     gs = _global_scale_rows(op, "a_global_sf", a_global_sf, rows, required=True)
     gs = jnp.broadcast_to(gs, (batch, gs.shape[0]))
     x_q, sf = _bind_fp4(x, gs, sf_vec_size=16, use_ue8m0=False, layout=SfLayout.layout_128x4,
-                        inversed=False, exact=exact, backend=backend, num_batch_dims=1)
+                        scale_mode=prims.SCALE_ENCODE, exact=exact, backend=backend,
+                        num_batch_dims=1)
     return x_q, sf.reshape(batch, -1)
 
 
@@ -321,3 +450,46 @@ def mxfp8_quantize(
     else:
         codes, sf = prims.mxfp8_quantize_p.bind(x, **params)
     return lax.bitcast_convert_type(codes, jnp.float8_e4m3fn), sf
+
+
+def silu_and_mul_nvfp4_quantize(
+    input: ArrayLike,
+    global_scale: ArrayLike | float,
+    sf_vec_size: int = 16,
+    is_sf_swizzled_layout: bool = True,
+    is_sf_8x4_layout: bool = False,
+    enable_pdl: bool | None = None,
+    *,
+    backend: str = "auto",
+) -> tuple[jax.Array, jax.Array]:
+    """Fused SwiGLU + NVFP4: ``fp4_quantize(round16(silu(g) * u), global_scale)``.
+
+    ``g, u = input[..., :K], input[..., K:]``, ``silu(g) = g / (1 + exp(-g))`` in float32,
+    rounded to the input dtype, then the NVFP4 recipe of ``fp4_quantize``. Not bit-exact with
+    FlashInfer (Blackwell-only CuTe-DSL there): its fast ``exp`` can change the 16-bit
+    intermediate in the last bit, and its CuTe recipe writes codes 0x0/0x8 instead of
+    0x7/0xF in scale-underflow blocks (SPEC 5.20, 5.21). Under ``jit`` XLA fuses the prologue.
+
+    Args:
+        input: ``[..., 2 * K]`` float16 or bfloat16, ``K % 16 == 0``.
+        global_scale: encode scale ``S``, 1 element or one per row.
+        sf_vec_size: must be 16.
+        is_sf_swizzled_layout, is_sf_8x4_layout: scale layout, as in ``fp4_quantize``.
+        enable_pdl: launch hint only.
+        backend: ``"auto"``/``"cuda"`` or ``"xla"``.
+
+    Returns:
+        ``(x_q, sf)`` as ``fp4_quantize`` returns them for ``[..., K]``.
+    """
+    op = "silu_and_mul_nvfp4_quantize"
+    if sf_vec_size != 16:
+        raise ValueError(f"{op}: sf_vec_size={sf_vec_size}; only 16 is supported")
+    x = as_array(input)
+    check_dtype(op, "input", x, (jnp.float16, jnp.bfloat16))
+    check_rank(op, "input", x, min_rank=2)
+    check_multiple(op, "the last dim 2K of input", x.shape[-1], 32)
+    k = x.shape[-1] // 2
+    gate, up = x[..., :k].astype(jnp.float32), x[..., k:].astype(jnp.float32)
+    h = (gate / (1.0 + jnp.exp(-gate)) * up).astype(x.dtype)
+    return fp4_quantize(h, global_scale, 16, False, is_sf_swizzled_layout, is_sf_8x4_layout,
+                        False, enable_pdl, backend)

@@ -17,6 +17,7 @@ import np_reference as R  # noqa: E402
 
 import jax_fp4 as F  # noqa: E402
 
+BACKENDS = sys.argv[1].split(",") if len(sys.argv) > 1 else ["auto", "xla"]
 platforms = ["cpu"] + (["cuda"] if F.cuda_available() else [])
 rng = np.random.default_rng(1234)
 failures, checks = [], 0
@@ -42,7 +43,7 @@ def check(name, got, want):
 for platform in platforms:
     dev = jax.devices(platform)[0]
     put = lambda a: jax.device_put(a, dev)  # noqa: E731
-    for backend in ("auto", "xla"):
+    for backend in BACKENDS:
         tag = f"{platform}/{backend}"
         for dt in (np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn):
             for m, k in ((3, 48), (130, 64), (1, 16), (33, 96), (257, 256)):
@@ -116,6 +117,58 @@ for platform in platforms:
         got = jax.vmap(lambda a: F.fp4_quantize(a, gb, backend=backend))(put(xb))
         want = [np.stack(t) for t in zip(*[R.fp4_quantize(xb[i], np.array([gb])) for i in range(3)])]
         check(f"{tag} vmap fp4", got, want)
+
+        # Issue 4 surface: per-token, shuffles, grouped, KV cache.
+        for m, k in ((128, 64), (256, 128), (3, 48)):
+            x = (rng.standard_normal((m, k)) * rng.choice([1e-2, 1, 50])).astype(ml_dtypes.bfloat16)
+            x[1] = 0  # a zero row: scale bytes 0x7F in the fast recipe
+            s_inv = np.float32(1 / 2688)
+            for exact in (False, True):
+                for layout in (0, 1, 2):
+                    shuffle = layout == 0 and m % 128 == 0 and exact
+                    want = R.nvfp4_quantize(x, s_inv, layout, shuffle, per_token_activation=True,
+                                            exact=exact)
+                    got = F.nvfp4_quantize(put(x), s_inv, F.SfLayout(layout), shuffle,
+                                           per_token_activation=True, exact=exact, backend=backend)
+                    check(f"{tag} per-token {m}x{k} l{layout} exact{exact} shuffle{shuffle}", got, want)
+            idx = rng.integers(-2, m, m).astype(np.int32)
+            want = R.nvfp4_quantize(x, s_inv, 0, per_token_activation=True,
+                                    expanded_idx_to_permuted_idx=idx)
+            got = F.nvfp4_quantize(put(x), s_inv, F.SfLayout(0), per_token_activation=True,
+                                   expanded_idx_to_permuted_idx=put(idx), backend=backend)
+            check(f"{tag} per-token idx {m}x{k}", got, want)
+            if m % 128 == 0:
+                gs = np.float32(2688 / 50)
+                check(f"{tag} do_shuffle {m}x{k}",
+                      F.nvfp4_quantize(put(x), gs, do_shuffle=True, backend=backend),
+                      R.nvfp4_quantize(x, gs, do_shuffle=True))
+                for tile in (128, 64):
+                    check(f"{tag} shuffle_matrix_a {tile}",
+                          (F.shuffle_matrix_a(put(x), tile, backend=backend),), (R.shuffle_matrix_a(x, tile),))
+                sfl = rng.integers(0, 255, (m, 5)).astype(np.uint8)
+                check(f"{tag} shuffle_matrix_sf_a", (F.shuffle_matrix_sf_a(put(sfl), 128, backend=backend),),
+                      (R.shuffle_matrix_sf_a(sfl, 128),))
+            g = np.float32(np.abs(x.astype(np.float32)).max() / 2688)
+            if k % 16 == 0:
+                want = R.nvfp4_kv_quantize(x, g)
+                got = F.nvfp4_kv_quantize(put(x), g, backend=backend)
+                check(f"{tag} kv quantize {m}x{k}", got, want)
+                for odt in (ml_dtypes.bfloat16, np.float16):
+                    check(f"{tag} kv dequantize {m}x{k} {np.dtype(odt).name}",
+                          (F.nvfp4_kv_dequantize(put(np.asarray(got[0])), put(np.asarray(got[1])), g, odt, backend=backend),),
+                          (R.nvfp4_kv_dequantize(want[0], want[1], g, odt),))
+        xg = rng.standard_normal((3, 130, 64)).astype(np.float16)
+        mask = np.array([0, 57, 200], np.int32)
+        gsg = np.float32([100, 300, 700])
+        check(f"{tag} grouped", F.scaled_fp4_grouped_quantize(put(xg), put(mask), put(gsg), backend=backend),
+              R.scaled_fp4_grouped_quantize(xg, mask, gsg))
+        kc = rng.standard_normal((3, 4, 8, 64)).astype(ml_dtypes.bfloat16)
+        vc = rng.standard_normal((3, 4, 8, 64)).astype(ml_dtypes.bfloat16)
+        for lay in ("HND", "NHD"):
+            (kq, vq), (ks, vs), kd, vd = F.nvfp4_quantize_paged_kv_cache(put(kc), put(vc), lay, backend=backend)
+            (rkq, rvq), (rks, rvs), rkd, rvd = R.nvfp4_quantize_paged_kv_cache(kc, vc, lay)
+            check(f"{tag} paged kv cache {lay}", (kq, vq, ks, vs, kd, vd),
+                  (rkq, rvq, rks, rvs, np.float32(rkd), np.float32(rvd)))
 
 print(f"{checks} checks on {platforms}: {len(failures)} mismatches")
 sys.exit(1 if failures else 0)

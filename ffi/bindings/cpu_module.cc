@@ -22,11 +22,13 @@ NB_MODULE(_jax_fp4_cpu, m) {
     nb::dict d;
     d["jax_fp4_fp4_quantize"] = Capsule(jax_fp4::cpu::Fp4QuantizeCpu);
     d["jax_fp4_mxfp8_quantize"] = Capsule(jax_fp4::cpu::Mxfp8QuantizeCpu);
+    d["jax_fp4_nvfp4_per_token_quantize"] = Capsule(jax_fp4::cpu::Nvfp4PerTokenQuantizeCpu);
     d["jax_fp4_block_dequantize"] = Capsule(jax_fp4::cpu::BlockDequantizeCpu);
     d["jax_fp4_packbits"] = Capsule(jax_fp4::cpu::PackbitsCpu);
     d["jax_fp4_segment_packbits"] = Capsule(jax_fp4::cpu::SegmentPackbitsCpu);
     d["jax_fp4_block_scale_interleave"] = Capsule(jax_fp4::cpu::BlockScaleInterleaveCpu);
     d["jax_fp4_device_copy"] = Capsule(jax_fp4::cpu::DeviceCopyCpu);
+    d["jax_fp4_shuffle_rows"] = Capsule(jax_fp4::cpu::ShuffleRowsCpu);
     return d;
   });
   m.def(

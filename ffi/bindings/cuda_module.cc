@@ -22,11 +22,13 @@ NB_MODULE(_jax_fp4_cuda, m) {
     nb::dict d;
     d["jax_fp4_fp4_quantize"] = Capsule(jax_fp4::cuda::Fp4QuantizeCuda);
     d["jax_fp4_mxfp8_quantize"] = Capsule(jax_fp4::cuda::Mxfp8QuantizeCuda);
+    d["jax_fp4_nvfp4_per_token_quantize"] = Capsule(jax_fp4::cuda::Nvfp4PerTokenQuantizeCuda);
     d["jax_fp4_block_dequantize"] = Capsule(jax_fp4::cuda::BlockDequantizeCuda);
     d["jax_fp4_packbits"] = Capsule(jax_fp4::cuda::PackbitsCuda);
     d["jax_fp4_segment_packbits"] = Capsule(jax_fp4::cuda::SegmentPackbitsCuda);
     d["jax_fp4_block_scale_interleave"] = Capsule(jax_fp4::cuda::BlockScaleInterleaveCuda);
     d["jax_fp4_device_copy"] = Capsule(jax_fp4::cuda::DeviceCopyCuda);
+    d["jax_fp4_shuffle_rows"] = Capsule(jax_fp4::cuda::ShuffleRowsCuda);
     return d;
   });
 }

@@ -16,6 +16,13 @@ enum class Recipe : int64_t {
   kMxfp8 = 3,       // UE8M0 scales, E4M3 elements (4.7)
 };
 
+// How a row's global scale argument is read (SPEC 4.8).
+enum class ScaleMode : int64_t {
+  kEncode = 0,    // S itself (fp4_quantize's default)
+  kInverse = 1,   // 1/S (is_global_scale_inversed)
+  kKvDecode = 2,  // the decode scale g of nvfp4_kv_quantize
+};
+
 struct BlockScale {
   uint32_t code;    // the scale byte
   float out_scale;  // elements are encoded from Mul(x, out_scale)
@@ -53,16 +60,44 @@ struct BlockQuantizer {
   float decode = 1.0f;        // rcp(S) (fast) or div(1, S) (exact)
   float fp8_prescale = 6.0f;  // mul(6, rcp(S)), FP8 input only
 
-  JAX_FP4_HD void InitRow(float global_scale, bool inversed, uint32_t runtime_zero) {
+  // `global_scale` is what the caller passed for this row; `mode` says how to read it.
+  JAX_FP4_HD void InitRow(float global_scale, ScaleMode mode, uint32_t runtime_zero) {
     if constexpr (!kUsesGlobalScale) return;
     if constexpr (kRecipe == Recipe::kNvfp4Exact && !kInputFp8) {
-      encode_scale = inversed ? Div(1.0f, global_scale) : global_scale;
+      encode_scale = mode == ScaleMode::kInverse ? Div(1.0f, global_scale) : global_scale;
       decode = Div(1.0f, encode_scale);
+    } else if (mode == ScaleMode::kKvDecode) {
+      // nvfp4_kv_quantize (5.13): the caller's scale g is the decode factor itself.
+      encode_scale = Rcp(global_scale);
+      decode = global_scale;
     } else {
-      encode_scale = inversed ? Rcp(global_scale) : global_scale;
+      encode_scale = mode == ScaleMode::kInverse ? Rcp(global_scale) : global_scale;
       // With the inverse flag this is rcp(rcp(gs)), evaluated for real (4.2.1).
       decode = Rcp(Opaque(encode_scale, runtime_zero));
       fp8_prescale = Mul(6.0f, decode);
+    }
+  }
+
+  // Per-token NVFP4 (4.2.2 fast, 4.3 exact): the row's own scale from its maximum `row_amax`
+  // and the base scale `s_inv`. Returns the per-token scale p written for the row.
+  JAX_FP4_HD float InitPerTokenRow(float row_amax, float s_inv) {
+    const float ra = Ftz(row_amax);
+    if constexpr (kRecipe == Recipe::kNvfp4Exact) {
+      const float flt_max = BitsFloat(kFltMaxBits);
+      float g = flt_max;
+      if (ra != 0.0f) {
+        g = Div(Div(1.0f, s_inv), ra);
+        g = g < flt_max ? g : flt_max;
+      }
+      if (g == 0.0f) g = 1.0f;
+      encode_scale = g;
+      decode = Div(1.0f, g);
+      return decode;
+    } else {
+      const float p = Mul(ra, s_inv);
+      encode_scale = Rcp(p);
+      decode = p;  // FlashInfer's compiled kernel folds rcp(rcp(p)) into p (SPEC 1.5)
+      return p;
     }
   }
 
@@ -145,6 +180,14 @@ JAX_FP4_HD float DecodeElement(ElementFormat format, uint32_t code, bool plus_ze
   if (format == ElementFormat::kE4m3) return DecodeE4M3(code);
   if (plus_zero_code8 && code == 8u) return 0.0f;
   return DecodeE2M1(code);
+}
+
+// One dequantized element. Host math (FlashInfer's host functions): hmul(e, hmul(s, g)), IEEE.
+// Device math (nvfp4_kv_dequantize, SPEC 5.14): mul(mul(e, s), g) with flushing.
+JAX_FP4_HD float DequantizeElement(float element, float scale, float global_scale,
+                                   bool device_math) {
+  return device_math ? Mul(Mul(element, scale), global_scale)
+                     : HostMul(element, HostMul(scale, global_scale));
 }
 
 }  // namespace jax_fp4

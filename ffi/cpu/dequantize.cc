@@ -8,22 +8,48 @@
 namespace jax_fp4::cpu {
 namespace {
 
+template <typename Store>
+void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const Dims3& d,
+                    int64_t sf_vec_size, int64_t layout, ElementFormat elem, ScaleFormat sfmt,
+                    bool plus_zero_code8, bool device_math, Store store) {
+  const int64_t cols = d.last / sf_vec_size;
+  const int64_t sf_size = SfBufferSize(layout, d.rows, cols);
+  const int64_t code_row = elem == ElementFormat::kE2m1 ? d.last / 2 : d.last;
+  ParallelFor(d.batch * d.rows, std::max<int64_t>(1, (1 << 16) / d.last),
+              [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / d.rows, r = row % d.rows;
+      for (int64_t j = 0; j < cols; ++j) {
+        const float scale = DecodeScale(sfmt, sf[b * sf_size + SfOffset(layout, r, j, cols)]);
+        for (int64_t i = j * sf_vec_size; i < (j + 1) * sf_vec_size; ++i) {
+          const uint32_t code = elem == ElementFormat::kE2m1
+                                    ? (c[row * code_row + i / 2] >> (4 * (i & 1))) & 0xFu
+                                    : c[row * code_row + i];
+          store(row * d.last + i,
+                DequantizeElement(DecodeElement(elem, code, plus_zero_code8), scale, gs[b],
+                                  device_math));
+        }
+      }
+    }
+  });
+}
+
 // codes: u8 [B..., M, K/2] (E2M1, packed) or [B..., M, K] (E4M3); scales: u8 [B..., N] with
 // N the layout's buffer size for an [M, K/sf_vec_size] matrix; global_scale: f32 [B..., 1];
-// out: f32 [B..., M, K] = hmul(decode(code), hmul(decode(scale), global_scale)).
+// out: f32 | bf16 | f16 [B..., M, K], see DequantizeElement for the arithmetic.
 ffi::Error BlockDequantizeCpuImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::U8> scales,
                                   ffi::Buffer<ffi::F32> global_scale,
-                                  ffi::ResultBuffer<ffi::F32> out, int64_t element_format,
+                                  ffi::Result<ffi::AnyBuffer> out, int64_t element_format,
                                   int64_t scale_format, int64_t sf_vec_size, int64_t layout,
-                                  bool plus_zero_code8, int64_t num_batch_dims) {
+                                  bool plus_zero_code8, bool device_math,
+                                  int64_t num_batch_dims) {
   constexpr const char* kOp = "dequantize";
   const Dims3 d = SplitDims(out->dimensions(), num_batch_dims);
   if (sf_vec_size <= 0 || d.last % sf_vec_size != 0)
     return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
   const auto elem = static_cast<ElementFormat>(element_format);
   const auto sfmt = static_cast<ScaleFormat>(scale_format);
-  const int64_t cols = d.last / sf_vec_size;
-  const int64_t sf_size = SfBufferSize(layout, d.rows, cols);
+  const int64_t sf_size = SfBufferSize(layout, d.rows, d.last / sf_vec_size);
   const int64_t code_row = elem == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
@@ -33,23 +59,23 @@ ffi::Error BlockDequantizeCpuImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::U
   const uint8_t* c = codes.typed_data();
   const uint8_t* sf = scales.typed_data();
   const float* gs = global_scale.typed_data();
-  float* o = out->typed_data();
-  ParallelFor(d.batch * d.rows, std::max<int64_t>(1, (1 << 16) / d.last), [&](int64_t begin,
-                                                                              int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / d.rows, r = row % d.rows;
-      for (int64_t j = 0; j < cols; ++j) {
-        const float scale = HostMul(DecodeScale(sfmt, sf[b * sf_size + SfOffset(layout, r, j, cols)]),
-                                    gs[b]);
-        for (int64_t i = j * sf_vec_size; i < (j + 1) * sf_vec_size; ++i) {
-          const uint32_t code = elem == ElementFormat::kE2m1
-                                    ? (c[row * code_row + i / 2] >> (4 * (i & 1))) & 0xFu
-                                    : c[row * code_row + i];
-          o[row * d.last + i] = HostMul(DecodeElement(elem, code, plus_zero_code8), scale);
-        }
-      }
-    }
-  });
+  void* o = out->untyped_data();
+  switch (out->element_type()) {
+    case ffi::F32:
+      DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
+                     [o](int64_t i, float v) { static_cast<float*>(o)[i] = v; });
+      break;
+    case ffi::BF16:
+      DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
+                     [o](int64_t i, float v) { static_cast<uint16_t*>(o)[i] = FloatToBf16(v); });
+      break;
+    case ffi::F16:
+      DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
+                     [o](int64_t i, float v) { static_cast<uint16_t*>(o)[i] = FloatToHalf(v); });
+      break;
+    default:
+      return InvalidArgument(kOp, "output must be float32, bfloat16 or float16");
+  }
   return ffi::Error::Success();
 }
 
@@ -60,12 +86,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BlockDequantizeCpu, BlockDequantizeCpuImpl,
                                   .Arg<ffi::Buffer<ffi::U8>>()     // codes
                                   .Arg<ffi::Buffer<ffi::U8>>()     // scales
                                   .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
-                                  .Ret<ffi::Buffer<ffi::F32>>()    // out
+                                  .Ret<ffi::AnyBuffer>()           // out
                                   .Attr<int64_t>("element_format")
                                   .Attr<int64_t>("scale_format")
                                   .Attr<int64_t>("sf_vec_size")
                                   .Attr<int64_t>("layout")
                                   .Attr<bool>("plus_zero_code8")
+                                  .Attr<bool>("device_math")
                                   .Attr<int64_t>("num_batch_dims"));
 
 }  // namespace jax_fp4::cpu

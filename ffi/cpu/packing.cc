@@ -64,18 +64,22 @@ ffi::Error SegmentPackbitsCpuImpl(ffi::AnyBuffer x, ffi::AnyBuffer indptr,
 }
 
 template <typename T>
-void InterleaveRows(const T* in, T* out, int64_t batch, int64_t rows, int64_t cols) {
+void InterleaveRows(const T* in, T* out, int64_t batch, int64_t rows, int64_t cols,
+                    int64_t shuffle_block) {
   const int64_t size = SfBufferSize(kLayout128x4, rows, cols);
   std::memset(out, 0, static_cast<size_t>(batch * size) * sizeof(T));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t k = 0; k < cols; ++k)
-        out[b * size + SfOffset(kLayout128x4, r, k, cols)] = in[(b * rows + r) * cols + k];
+        out[b * size + SfOffset(kLayout128x4, r, k, cols)] =
+            in[(b * rows + ShuffleSourceRow(r, shuffle_block)) * cols + k];
 }
 
 // x: u8|bf16 [B..., R, C] -> out: same dtype [B..., round_up(R,128) * round_up(C,4)], the
-// 128x4 layout of SPEC 3.2 with zero padding.
-ffi::Error BlockScaleInterleaveCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out) {
+// 128x4 layout of SPEC 3.2 with zero padding; rows first shuffled when shuffle_block is 16|32
+// (shuffle_matrix_sf_a, SPEC 5.12; R is then a multiple of 128).
+ffi::Error BlockScaleInterleaveCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out,
+                                       int64_t shuffle_block) {
   const auto dims = x.dimensions();
   if (dims.size() < 2) return InvalidArgument("block_scale_interleave", "input must be 2-D or 3-D");
   const int64_t rows = dims[dims.size() - 2], cols = dims[dims.size() - 1];
@@ -84,10 +88,31 @@ ffi::Error BlockScaleInterleaveCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuf
     return InvalidArgument("block_scale_interleave", "output size does not match the input");
   if (x.element_type() == ffi::BF16)
     InterleaveRows(static_cast<const uint16_t*>(x.untyped_data()),
-                   static_cast<uint16_t*>(out->untyped_data()), batch, rows, cols);
+                   static_cast<uint16_t*>(out->untyped_data()), batch, rows, cols,
+                   shuffle_block);
   else
     InterleaveRows(static_cast<const uint8_t*>(x.untyped_data()),
-                   static_cast<uint8_t*>(out->untyped_data()), batch, rows, cols);
+                   static_cast<uint8_t*>(out->untyped_data()), batch, rows, cols,
+                   shuffle_block);
+  return ffi::Error::Success();
+}
+
+// x: any dtype [B..., M, N] -> out: same, rows permuted by ShuffleSourceRow (SPEC 5.11).
+ffi::Error ShuffleRowsCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out, int64_t block) {
+  const auto dims = x.dimensions();
+  if (dims.size() < 2) return InvalidArgument("shuffle_matrix_a", "input must be 2-D");
+  const int64_t rows = dims[dims.size() - 2];
+  const int64_t row_bytes = static_cast<int64_t>(x.size_bytes()) /
+                            std::max<int64_t>(1, static_cast<int64_t>(x.element_count())) *
+                            dims[dims.size() - 1];
+  const int64_t total_rows = row_bytes ? static_cast<int64_t>(x.size_bytes()) / row_bytes : 0;
+  if (block <= 0 || rows % block != 0)
+    return InvalidArgument("shuffle_matrix_a", "rows must be a multiple of the shuffle block");
+  const auto* in = static_cast<const uint8_t*>(x.untyped_data());
+  auto* o = static_cast<uint8_t*>(out->untyped_data());
+  for (int64_t r = 0; r < total_rows; ++r)
+    std::memcpy(o + r * row_bytes, in + ShuffleSourceRow(r, block) * row_bytes,
+                static_cast<size_t>(row_bytes));
   return ffi::Error::Success();
 }
 
@@ -123,6 +148,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SegmentPackbitsCpu, SegmentPackbitsCpuImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BlockScaleInterleaveCpu, BlockScaleInterleaveCpuImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()         // x
-                                  .Ret<ffi::AnyBuffer>());       // out
+                                  .Ret<ffi::AnyBuffer>()         // out
+                                  .Attr<int64_t>("shuffle_block"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ShuffleRowsCpu, ShuffleRowsCpuImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()         // x
+                                  .Ret<ffi::AnyBuffer>()         // out
+                                  .Attr<int64_t>("block"));
 
 }  // namespace jax_fp4::cpu

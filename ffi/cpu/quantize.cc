@@ -23,11 +23,14 @@ float LoadInput(const void* base, int64_t i) {
 struct QuantizeShape {
   int64_t batch, rows, cols, padded_cols, layout, sf_size;
   int64_t global_scales_per_batch;  // 1 or rows (row-wise global scale, SPEC 4.2.3)
+  ScaleMode scale_mode;
+  const uint8_t* row_mask;          // null, or [batch, rows]: 0 writes a zero row
+  float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
 };
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
 void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint8_t* scales,
-                  const QuantizeShape& s, bool inversed) {
+                  const QuantizeShape& s) {
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
   constexpr int kSfVec = Q::kSfVec;
   const int64_t blocks = s.padded_cols / kSfVec;
@@ -39,13 +42,25 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
     float v[kSfVec];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / s.rows, r = row % s.rows;
-      Q q;
-      if constexpr (Q::kUsesGlobalScale)
-        q.InitRow(global_scale[b * s.global_scales_per_batch +
-                               (s.global_scales_per_batch == 1 ? 0 : r)],
-                  inversed, 0u);
       const int64_t in_row = row * s.cols;
       uint8_t* out = codes + row * code_row_bytes;
+      if (s.row_mask && !s.row_mask[row]) {  // masked rows: zeros (FlashInfer: uninitialised)
+        std::memset(out, 0, static_cast<size_t>(code_row_bytes));
+        if (s.per_token_scale) s.per_token_scale[row] = 0.0f;
+        continue;
+      }
+      Q q;
+      const float gs = global_scale ? global_scale[b * s.global_scales_per_batch +
+                                                   (s.global_scales_per_batch == 1 ? 0 : r)]
+                                    : 1.0f;
+      if (s.per_token_scale) {
+        float row_amax = 0.0f;
+        for (int64_t col = 0; col < s.cols; ++col)
+          row_amax = AbsMax(row_amax, LoadInput<kType>(x, in_row + col));
+        s.per_token_scale[row] = q.InitPerTokenRow(row_amax, gs);
+      } else if constexpr (Q::kUsesGlobalScale) {
+        q.InitRow(gs, s.scale_mode, 0u);
+      }
       for (int64_t j = 0; j < blocks; ++j) {
         float amax = 0.0f;
         for (int i = 0; i < kSfVec; ++i) {
@@ -70,46 +85,54 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
 
 template <Recipe kRecipe, bool kInputFp8>
 ffi::Error DispatchInput(ffi::AnyBuffer x, const float* gs, uint8_t* codes, uint8_t* sf,
-                         const QuantizeShape& s, bool inversed, const char* op) {
+                         const QuantizeShape& s, const char* op) {
   const void* p = x.untyped_data();
   switch (x.element_type()) {
     case ffi::F16:
-      if constexpr (!kInputFp8) QuantizeRows<kRecipe, false, InputType::kF16>(p, gs, codes, sf, s, inversed);
+      if constexpr (!kInputFp8) QuantizeRows<kRecipe, false, InputType::kF16>(p, gs, codes, sf, s);
       return ffi::Error::Success();
     case ffi::BF16:
-      if constexpr (!kInputFp8) QuantizeRows<kRecipe, false, InputType::kBf16>(p, gs, codes, sf, s, inversed);
+      if constexpr (!kInputFp8) QuantizeRows<kRecipe, false, InputType::kBf16>(p, gs, codes, sf, s);
       return ffi::Error::Success();
     case ffi::F8E4M3FN:
       if constexpr (kRecipe != Recipe::kMxfp8)
-        QuantizeRows<kRecipe, true, InputType::kE4m3>(p, gs, codes, sf, s, inversed);
+        QuantizeRows<kRecipe, true, InputType::kE4m3>(p, gs, codes, sf, s);
       return ffi::Error::Success();
     case ffi::F32:
-      if constexpr (kRecipe == Recipe::kMxfp8) QuantizeRows<kRecipe, false, InputType::kF32>(p, gs, codes, sf, s, inversed);
+      if constexpr (kRecipe == Recipe::kMxfp8) QuantizeRows<kRecipe, false, InputType::kF32>(p, gs, codes, sf, s);
       return ffi::Error::Success();
     default:
       return InvalidArgument(op, "unsupported input dtype");
   }
 }
 
-// x: [B..., M..., K] f16|bf16|f8e4m3fn; global_scale: f32 [B..., 1 or M];
+// x: [B..., M..., K] f16|bf16|f8e4m3fn; global_scale: f32 [B..., 1 or M] read per
+// `scale_mode`; row_mask: u8 [B..., M] when `masked` (0 = write a zero row), else unused;
 // codes: u8 [B..., M..., K/2] packed E2M1; scales: u8 [B..., buffer] in `layout`.
 ffi::Error Fp4QuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> global_scale,
-                              ffi::ResultBuffer<ffi::U8> codes, ffi::ResultBuffer<ffi::U8> scales,
-                              int64_t sf_vec_size, bool use_ue8m0, int64_t layout,
-                              bool inversed, bool exact, int64_t num_batch_dims) {
+                              ffi::Buffer<ffi::U8> row_mask, ffi::ResultBuffer<ffi::U8> codes,
+                              ffi::ResultBuffer<ffi::U8> scales, int64_t sf_vec_size,
+                              bool use_ue8m0, int64_t layout, int64_t scale_mode, bool exact,
+                              bool masked, int64_t num_batch_dims) {
   constexpr const char* kOp = "fp4_quantize";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (!((sf_vec_size == 16 && !use_ue8m0) || (sf_vec_size == 32 && use_ue8m0)))
     return InvalidArgument(kOp, "only sf_vec_size 16 with E4M3 or 32 with UE8M0 scales");
   if (d.last % sf_vec_size != 0) return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
   QuantizeShape s{d.batch, d.rows, d.last, d.last, layout,
-                  SfBufferSize(layout, d.rows, d.last / sf_vec_size), 0};
-  const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
-  s.global_scales_per_batch = d.batch > 0 ? n_gs / d.batch : 1;
+                  SfBufferSize(layout, d.rows, d.last / sf_vec_size), 0,
+                  static_cast<ScaleMode>(scale_mode), nullptr, nullptr};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
+  const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
+  s.global_scales_per_batch = n_gs / d.batch;
   if (s.global_scales_per_batch * d.batch != n_gs ||
       (s.global_scales_per_batch != 1 && s.global_scales_per_batch != d.rows))
     return InvalidArgument(kOp, "global_scale must have 1 or M elements per batch");
+  if (masked) {
+    if (static_cast<int64_t>(row_mask.element_count()) != d.batch * d.rows)
+      return InvalidArgument(kOp, "row_mask must have one byte per row");
+    s.row_mask = row_mask.typed_data();
+  }
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * d.last / 2 ||
       static_cast<int64_t>(scales->element_count()) != d.batch * s.sf_size)
     return InvalidArgument(kOp, "output sizes do not match the input");
@@ -118,11 +141,46 @@ ffi::Error Fp4QuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> global_sca
   uint8_t* sf = scales->typed_data();
   const bool fp8 = x.element_type() == ffi::F8E4M3FN;
   if (sf_vec_size == 32)
-    return fp8 ? DispatchInput<Recipe::kMxfp4, true>(x, gs, c, sf, s, inversed, kOp)
-               : DispatchInput<Recipe::kMxfp4, false>(x, gs, c, sf, s, inversed, kOp);
-  if (fp8) return DispatchInput<Recipe::kNvfp4, true>(x, gs, c, sf, s, inversed, kOp);
-  return exact ? DispatchInput<Recipe::kNvfp4Exact, false>(x, gs, c, sf, s, inversed, kOp)
-               : DispatchInput<Recipe::kNvfp4, false>(x, gs, c, sf, s, inversed, kOp);
+    return fp8 ? DispatchInput<Recipe::kMxfp4, true>(x, gs, c, sf, s, kOp)
+               : DispatchInput<Recipe::kMxfp4, false>(x, gs, c, sf, s, kOp);
+  if (fp8) return DispatchInput<Recipe::kNvfp4, true>(x, gs, c, sf, s, kOp);
+  return exact ? DispatchInput<Recipe::kNvfp4Exact, false>(x, gs, c, sf, s, kOp)
+               : DispatchInput<Recipe::kNvfp4, false>(x, gs, c, sf, s, kOp);
+}
+
+// Per-token NVFP4 (SPEC 4.2.2 / 4.3): x: [B..., M, K] f16|bf16; s_inv: f32 [B..., 1];
+// row_mask as above; codes, scales as fp4_quantize; per_token_scale: f32 [B..., M].
+ffi::Error Nvfp4PerTokenQuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> s_inv,
+                                        ffi::Buffer<ffi::U8> row_mask,
+                                        ffi::ResultBuffer<ffi::U8> codes,
+                                        ffi::ResultBuffer<ffi::U8> scales,
+                                        ffi::ResultBuffer<ffi::F32> per_token_scale,
+                                        int64_t layout, bool exact, bool masked,
+                                        int64_t num_batch_dims) {
+  constexpr const char* kOp = "nvfp4_quantize(per_token_activation=True)";
+  const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
+  if (d.last % 16 != 0) return InvalidArgument(kOp, "K is not a multiple of 16");
+  QuantizeShape s{d.batch, d.rows, d.last, d.last, layout, SfBufferSize(layout, d.rows, d.last / 16),
+                  1, ScaleMode::kEncode, nullptr, per_token_scale->typed_data()};
+  if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (static_cast<int64_t>(s_inv.element_count()) != d.batch)
+    return InvalidArgument(kOp, "the global scale must have one element per batch");
+  if (masked) {
+    if (static_cast<int64_t>(row_mask.element_count()) != d.batch * d.rows)
+      return InvalidArgument(kOp, "row_mask must have one byte per row");
+    s.row_mask = row_mask.typed_data();
+  }
+  if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * d.last / 2 ||
+      static_cast<int64_t>(scales->element_count()) != d.batch * s.sf_size ||
+      static_cast<int64_t>(per_token_scale->element_count()) != d.batch * d.rows)
+    return InvalidArgument(kOp, "output sizes do not match the input");
+  if (x.element_type() != ffi::F16 && x.element_type() != ffi::BF16)
+    return InvalidArgument(kOp, "input must be float16 or bfloat16");
+  const float* gs = s_inv.typed_data();
+  return exact ? DispatchInput<Recipe::kNvfp4Exact, false>(x, gs, codes->typed_data(),
+                                                           scales->typed_data(), s, kOp)
+               : DispatchInput<Recipe::kNvfp4, false>(x, gs, codes->typed_data(),
+                                                      scales->typed_data(), s, kOp);
 }
 
 // x: [B..., M..., K] f16|bf16|f32 -> codes: u8 [B..., M..., Kp] E4M3 bytes,
@@ -135,13 +193,14 @@ ffi::Error Mxfp8QuantizeCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> cod
   if (d.last % 32 != 0 || alignment <= 0 || alignment % 32 != 0)
     return InvalidArgument(kOp, "K and alignment must be multiples of 32");
   const int64_t kp = RoundUp(d.last, alignment);
-  QuantizeShape s{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32), 1};
+  QuantizeShape s{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32), 1,
+                  ScaleMode::kEncode, nullptr, nullptr};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * s.sf_size)
     return InvalidArgument(kOp, "output sizes do not match the input");
   return DispatchInput<Recipe::kMxfp8, false>(x, nullptr, codes->typed_data(),
-                                              scales->typed_data(), s, false, kOp);
+                                              scales->typed_data(), s, kOp);
 }
 
 }  // namespace
@@ -150,13 +209,28 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Fp4QuantizeCpu, Fp4QuantizeCpuImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()           // x
                                   .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
+                                  .Arg<ffi::Buffer<ffi::U8>>()     // row_mask
                                   .Ret<ffi::Buffer<ffi::U8>>()     // codes
                                   .Ret<ffi::Buffer<ffi::U8>>()     // scales
                                   .Attr<int64_t>("sf_vec_size")
                                   .Attr<bool>("use_ue8m0")
                                   .Attr<int64_t>("layout")
-                                  .Attr<bool>("inversed")
+                                  .Attr<int64_t>("scale_mode")
                                   .Attr<bool>("exact")
+                                  .Attr<bool>("masked")
+                                  .Attr<int64_t>("num_batch_dims"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Nvfp4PerTokenQuantizeCpu, Nvfp4PerTokenQuantizeCpuImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()           // x
+                                  .Arg<ffi::Buffer<ffi::F32>>()    // s_inv
+                                  .Arg<ffi::Buffer<ffi::U8>>()     // row_mask
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // scales
+                                  .Ret<ffi::Buffer<ffi::F32>>()    // per_token_scale
+                                  .Attr<int64_t>("layout")
+                                  .Attr<bool>("exact")
+                                  .Attr<bool>("masked")
                                   .Attr<int64_t>("num_batch_dims"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Mxfp8QuantizeCpu, Mxfp8QuantizeCpuImpl,

@@ -136,19 +136,20 @@ ffi::Error SegmentPackbitsCudaImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::A
 // One thread per output element: invert the 128x4 offset, gather the element or write 0.
 template <typename T>
 __global__ void InterleaveKernel(const T* __restrict__ in, T* __restrict__ out, int64_t batch,
-                                 int64_t rows, int64_t cols) {
+                                 int64_t rows, int64_t cols, int64_t shuffle_block) {
   const int64_t size = SfBufferSize(kLayout128x4, rows, cols);
   for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < batch * size;
        i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t b = i / size;
     int64_t r, k;
     SfOffsetInverse(kLayout128x4, i - b * size, cols, r, k);
-    out[i] = (r < rows && k < cols) ? in[(b * rows + r) * cols + k] : T(0);
+    out[i] = (r < rows && k < cols) ? in[(b * rows + ShuffleSourceRow(r, shuffle_block)) * cols + k]
+                                     : T(0);
   }
 }
 
 ffi::Error BlockScaleInterleaveCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
-                                        ffi::Result<ffi::AnyBuffer> out) {
+                                        ffi::Result<ffi::AnyBuffer> out, int64_t shuffle_block) {
   const auto dims = x.dimensions();
   if (dims.size() < 2) return InvalidArgument("block_scale_interleave", "input must be 2-D or 3-D");
   const int64_t rows = dims[dims.size() - 2], cols = dims[dims.size() - 1];
@@ -160,12 +161,45 @@ ffi::Error BlockScaleInterleaveCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
   if (x.element_type() == ffi::BF16)
     InterleaveKernel<<<GridFor(total), kThreads, 0, stream>>>(
         static_cast<const uint16_t*>(x.untyped_data()), static_cast<uint16_t*>(out->untyped_data()),
-        batch, rows, cols);
+        batch, rows, cols, shuffle_block);
   else
     InterleaveKernel<<<GridFor(total), kThreads, 0, stream>>>(
         static_cast<const uint8_t*>(x.untyped_data()), static_cast<uint8_t*>(out->untyped_data()),
-        batch, rows, cols);
+        batch, rows, cols, shuffle_block);
   return LaunchStatus("block_scale_interleave");
+}
+
+// One thread per 16 bytes (or per byte when rows are not 16-byte multiples) of the output.
+template <typename Chunk>
+__global__ void ShuffleRowsKernel(const Chunk* __restrict__ in, Chunk* __restrict__ out,
+                                  int64_t total_rows, int64_t row_chunks, int64_t block) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < total_rows * row_chunks;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / row_chunks, c = i - r * row_chunks;
+    out[i] = in[ShuffleSourceRow(r, block) * row_chunks + c];
+  }
+}
+
+ffi::Error ShuffleRowsCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
+                               ffi::Result<ffi::AnyBuffer> out, int64_t block) {
+  const auto dims = x.dimensions();
+  if (dims.size() < 2) return InvalidArgument("shuffle_matrix_a", "input must be 2-D");
+  const int64_t rows = dims[dims.size() - 2];
+  const int64_t n = static_cast<int64_t>(x.element_count());
+  const int64_t row_bytes = n ? static_cast<int64_t>(x.size_bytes()) / n * dims[dims.size() - 1] : 0;
+  if (block <= 0 || rows % block != 0)
+    return InvalidArgument("shuffle_matrix_a", "rows must be a multiple of the shuffle block");
+  if (row_bytes == 0) return ffi::Error::Success();
+  const int64_t total_rows = static_cast<int64_t>(x.size_bytes()) / row_bytes;
+  if (row_bytes % 16 == 0)
+    ShuffleRowsKernel<<<GridFor(total_rows * row_bytes / 16), kThreads, 0, stream>>>(
+        static_cast<const uint4*>(x.untyped_data()), static_cast<uint4*>(out->untyped_data()),
+        total_rows, row_bytes / 16, block);
+  else
+    ShuffleRowsKernel<<<GridFor(total_rows * row_bytes), kThreads, 0, stream>>>(
+        static_cast<const uint8_t*>(x.untyped_data()), static_cast<uint8_t*>(out->untyped_data()),
+        total_rows, row_bytes, block);
+  return LaunchStatus("shuffle_matrix_a");
 }
 
 // The copy-bandwidth ceiling for the benchmarks: one device-to-device copy of x's bytes.
@@ -210,7 +244,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BlockScaleInterleaveCuda, BlockScaleInterleaveCuda
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
                                   .Arg<ffi::AnyBuffer>()         // x
-                                  .Ret<ffi::AnyBuffer>(),        // out
+                                  .Ret<ffi::AnyBuffer>()         // out
+                                  .Attr<int64_t>("shuffle_block"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ShuffleRowsCuda, ShuffleRowsCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()         // x
+                                  .Ret<ffi::AnyBuffer>()         // out
+                                  .Attr<int64_t>("block"),
                               {ffi::Traits::kCmdBufferCompatible});
 
 }  // namespace jax_fp4::cuda

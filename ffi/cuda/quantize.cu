@@ -14,7 +14,9 @@ namespace {
 struct QuantizeParams {
   int64_t batch, rows, cols, padded_cols, layout, sf_size;
   int64_t global_scales_per_batch;  // 1 or rows
-  bool inversed;
+  ScaleMode scale_mode;
+  const uint8_t* row_mask;          // null, or [batch, rows]: 0 writes a zero row
+  float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
 };
 
@@ -57,6 +59,70 @@ __device__ __forceinline__ void StoreBytes(uint8_t* dst, const uint32_t (&w)[4])
   if constexpr (kBytes == 16) *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// Quantizes the 16-byte vector `raw` (one thread's share of a scale block) with row state `q`.
+// All lanes of the warp must call it together: the block maximum is combined by shuffles
+// among the kLanes consecutive lanes that share a block. `keep` false gives zero output.
+template <class Q, class In>
+__device__ __forceinline__ void QuantizeVector(const uint4& raw, const Q& q, bool keep,
+                                               uint32_t (&w)[4], uint32_t& scale_code) {
+  constexpr int kElems = In::kElems;
+  constexpr int kLanes = Q::kSfVec / kElems;
+  float f[kElems];
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kElems; ++i) {
+    f[i] = q.Prepare(In::Get(raw, i));
+    amax = AbsMax(amax, f[i]);
+  }
+#pragma unroll
+  for (int offset = 1; offset < kLanes; offset <<= 1) {
+    const float other = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
+    amax = other > amax ? other : amax;
+  }
+  const BlockScale bs = q.Scale(amax);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) w[i] = 0;
+  if constexpr (Q::kFp4Out) {
+#pragma unroll
+    for (int i = 0; i < kElems; i += 2)
+      w[i / 8] |= Q::EncodePair(f[i], f[i + 1], bs.out_scale) << (8 * ((i / 2) & 3));
+  } else {
+#pragma unroll
+    for (int i = 0; i < kElems; ++i) w[i / 4] |= Q::EncodeOne(f[i], bs.out_scale) << (8 * (i & 3));
+  }
+  if (!keep) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = 0;
+  }
+  scale_code = keep ? bs.code : 0u;
+}
+
+// Writes a block's scale byte (by the first lane of the block) and, after the last block of a
+// row, zeros into the row's padding columns (SPEC 3.4).
+__device__ __forceinline__ void StoreScale(uint8_t* sf, const QuantizeParams& p, int64_t r,
+                                           int64_t j, int64_t blocks_per_row, uint32_t code) {
+  sf[SfOffset(p.layout, r, j, blocks_per_row)] = static_cast<uint8_t>(code);
+  if (j == blocks_per_row - 1)
+    for (int64_t k = blocks_per_row; k < SfPaddedCols(p.layout, blocks_per_row); ++k)
+      sf[SfOffset(p.layout, r, k, blocks_per_row)] = 0;
+}
+
+// Padding rows of swizzled layouts: whole 4-byte groups of zeros, grid-strided.
+__device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeParams& p,
+                                                int64_t blocks_per_row, int64_t first,
+                                                int64_t stride) {
+  const int64_t col_groups = SfPaddedCols(p.layout, blocks_per_row) / 4;
+  const int64_t pad_rows = SfPaddedRows(p.layout, p.rows) - p.rows;
+  const int64_t pad_words = p.batch * pad_rows * col_groups;
+  for (int64_t i = first; i < pad_words; i += stride) {
+    const int64_t b = i / (pad_rows * col_groups), rem = i - b * pad_rows * col_groups;
+    const int64_t r = p.rows + rem / col_groups, kt = rem % col_groups;
+    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size +
+                                 SfOffset(p.layout, r, kt * 4, blocks_per_row)) = 0u;
+  }
+}
+
+// One thread per 16-byte input vector, grid-strided over all rows of all batches.
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
 __global__ void __launch_bounds__(kThreads)
     BlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
@@ -80,67 +146,96 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t row = active ? v / vecs_per_row : 0;
     const int64_t col_vec = v - row * vecs_per_row;
     const int64_t b = row / p.rows, r = row - b * p.rows;
+    const bool keep = active && (p.row_mask == nullptr || p.row_mask[row] != 0);
     uint4 raw = make_uint4(0, 0, 0, 0);
-    if (active && col_vec < in_vecs_per_row) raw = x[row * in_vecs_per_row + col_vec];
+    if (keep && col_vec < in_vecs_per_row) raw = x[row * in_vecs_per_row + col_vec];
     Q q;
-    if (Q::kUsesGlobalScale && active)
+    if (Q::kUsesGlobalScale && keep)
       q.InitRow(global_scale[b * p.global_scales_per_batch +
                              (p.global_scales_per_batch == 1 ? 0 : r)],
-                p.inversed, p.runtime_zero);
-    float f[kElems];
+                p.scale_mode, p.runtime_zero);
+    uint32_t w[4], code;
+    QuantizeVector<Q, In>(raw, q, keep, w, code);
+    if (!active) continue;
+    StoreBytes<kOutBytes>(codes + v * kOutBytes, w);
+    if (col_vec % kLanes == 0)
+      StoreScale(scales + b * p.sf_size, p, r, col_vec / kLanes, blocks_per_row, code);
+  }
+  ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
+                  stride);
+}
+
+// Per-token NVFP4: one thread block per row (grid-strided). Pass 1 takes the row maximum,
+// pass 2 quantizes with the row's own scale; the second read of the row mostly hits L2.
+template <Recipe kRecipe, InputType kType>
+__global__ void __launch_bounds__(kThreads)
+    PerTokenQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ s_inv,
+                           uint8_t* __restrict__ codes, uint8_t* __restrict__ scales,
+                           QuantizeParams p) {
+  using Q = BlockQuantizer<kRecipe, false>;
+  using In = InputTraits<kType>;
+  constexpr int kElems = In::kElems;
+  constexpr int kLanes = Q::kSfVec / kElems;
+  const int64_t vecs_per_row = p.cols / kElems;
+  const int64_t blocks_per_row = p.cols / Q::kSfVec;
+  __shared__ float warp_max[kThreads / 32];
+  for (int64_t row = blockIdx.x; row < p.batch * p.rows; row += gridDim.x) {
+    const int64_t b = row / p.rows, r = row - b * p.rows;
+    const bool keep = p.row_mask == nullptr || p.row_mask[row] != 0;
+    const uint4* in = x + row * vecs_per_row;
     float amax = 0.0f;
+    if (keep)
+      for (int64_t v = threadIdx.x; v < vecs_per_row; v += kThreads) {
+        const uint4 raw = in[v];
 #pragma unroll
-    for (int i = 0; i < kElems; ++i) {
-      f[i] = q.Prepare(In::Get(raw, i));
-      amax = AbsMax(amax, f[i]);
-    }
+        for (int i = 0; i < kElems; ++i) amax = AbsMax(amax, In::Get(raw, i));
+      }
 #pragma unroll
-    for (int offset = 1; offset < kLanes; offset <<= 1) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
       const float other = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
       amax = other > amax ? other : amax;
     }
-    if (!active) continue;
-    const BlockScale bs = q.Scale(amax);
-    uint32_t w[4] = {0, 0, 0, 0};
-    if constexpr (Q::kFp4Out) {
+    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = amax;
+    __syncthreads();
+    float row_amax = 0.0f;
 #pragma unroll
-      for (int i = 0; i < kElems; i += 2)
-        w[i / 8] |= Q::EncodePair(f[i], f[i + 1], bs.out_scale) << (8 * ((i / 2) & 3));
-    } else {
-#pragma unroll
-      for (int i = 0; i < kElems; ++i)
-        w[i / 4] |= Q::EncodeOne(f[i], bs.out_scale) << (8 * (i & 3));
-    }
-    StoreBytes<kOutBytes>(codes + v * kOutBytes, w);
-    if (col_vec % kLanes == 0) {
-      const int64_t j = col_vec / kLanes;
-      uint8_t* sf = scales + b * p.sf_size;
-      sf[SfOffset(p.layout, r, j, blocks_per_row)] = static_cast<uint8_t>(bs.code);
-      if (j == blocks_per_row - 1)  // zero the padding columns of this row (SPEC 3.4)
-        for (int64_t k = blocks_per_row; k < SfPaddedCols(p.layout, blocks_per_row); ++k)
-          sf[SfOffset(p.layout, r, k, blocks_per_row)] = 0;
+    for (int i = 0; i < kThreads / 32; ++i) row_amax = AbsMax(row_amax, warp_max[i]);
+    __syncthreads();  // warp_max is rewritten for the next row
+    Q q;
+    const float pts = q.InitPerTokenRow(row_amax, s_inv[b]);
+    if (threadIdx.x == 0) p.per_token_scale[row] = keep ? pts : 0.0f;
+    // Warp-uniform bound so every lane joins the shuffles.
+    for (int64_t base = threadIdx.x & ~31; base < vecs_per_row; base += kThreads) {
+      const int64_t v = base + (threadIdx.x & 31);
+      const bool active = v < vecs_per_row;
+      const uint4 raw = keep && active ? in[v] : make_uint4(0, 0, 0, 0);
+      uint32_t w[4], code;
+      QuantizeVector<Q, In>(raw, q, keep, w, code);
+      if (!active) continue;
+      StoreBytes<kElems / 2>(codes + (row * vecs_per_row + v) * (kElems / 2), w);
+      if (v % kLanes == 0)
+        StoreScale(scales + b * p.sf_size, p, r, v / kLanes, blocks_per_row, code);
     }
   }
-
-  // Padding rows of swizzled layouts: whole 4-byte groups of zeros.
-  const int64_t col_groups = SfPaddedCols(p.layout, blocks_per_row) / 4;
-  const int64_t pad_rows = SfPaddedRows(p.layout, p.rows) - p.rows;
-  const int64_t pad_words = p.batch * pad_rows * col_groups;
-  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < pad_words; i += stride) {
-    const int64_t b = i / (pad_rows * col_groups), rem = i - b * pad_rows * col_groups;
-    const int64_t r = p.rows + rem / col_groups, kt = rem % col_groups;
-    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size +
-                                 SfOffset(p.layout, r, kt * 4, blocks_per_row)) = 0u;
-  }
+  ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
+                  int64_t{gridDim.x} * blockDim.x);
 }
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
 void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes, uint8_t* sf,
             const QuantizeParams& p) {
+  if (p.per_token_scale != nullptr) {
+    if constexpr (!kInputFp8 && (kType == InputType::kF16 || kType == InputType::kBf16) &&
+                  (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact))
+      PerTokenQuantizeKernel<kRecipe, kType>
+          <<<GridFor(p.batch * p.rows, 1), kThreads, 0, stream>>>(
+              static_cast<const uint4*>(x), gs, codes, sf, p);
+    return;
+  }
   constexpr int kElems = InputTraits<kType>::kElems;
-  const int64_t items = p.batch * p.rows * (p.padded_cols / kElems);
-  BlockQuantizeKernel<kRecipe, kInputFp8, kType><<<GridFor(items), kThreads, 0, stream>>>(
-      static_cast<const uint4*>(x), gs, codes, sf, p);
+  BlockQuantizeKernel<kRecipe, kInputFp8, kType>
+      <<<GridFor(p.batch * p.rows * (p.padded_cols / kElems)), kThreads, 0, stream>>>(
+          static_cast<const uint4*>(x), gs, codes, sf, p);
 }
 
 template <Recipe kRecipe>
@@ -170,23 +265,30 @@ ffi::Error DispatchInput(cudaStream_t stream, ffi::AnyBuffer x, const float* gs,
 
 // Same contract as Fp4QuantizeCpuImpl (ffi/cpu/quantize.cc).
 ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
-                               ffi::Buffer<ffi::F32> global_scale,
+                               ffi::Buffer<ffi::F32> global_scale, ffi::Buffer<ffi::U8> row_mask,
                                ffi::ResultBuffer<ffi::U8> codes, ffi::ResultBuffer<ffi::U8> scales,
-                               int64_t sf_vec_size, bool use_ue8m0, int64_t layout, bool inversed,
-                               bool exact, int64_t num_batch_dims) {
+                               int64_t sf_vec_size, bool use_ue8m0, int64_t layout,
+                               int64_t scale_mode, bool exact, bool masked,
+                               int64_t num_batch_dims) {
   constexpr const char* kOp = "fp4_quantize";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (!((sf_vec_size == 16 && !use_ue8m0) || (sf_vec_size == 32 && use_ue8m0)))
     return InvalidArgument(kOp, "only sf_vec_size 16 with E4M3 or 32 with UE8M0 scales");
   if (d.last % sf_vec_size != 0) return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
   QuantizeParams p{d.batch, d.rows, d.last, d.last, layout,
-                   SfBufferSize(layout, d.rows, d.last / sf_vec_size), 1, inversed, 0u};
-  const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
+                   SfBufferSize(layout, d.rows, d.last / sf_vec_size), 1,
+                   static_cast<ScaleMode>(scale_mode), nullptr, nullptr, 0u};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
-  p.global_scales_per_batch = d.batch > 0 ? n_gs / d.batch : 1;
+  const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
+  p.global_scales_per_batch = n_gs / d.batch;
   if (p.global_scales_per_batch * d.batch != n_gs ||
       (p.global_scales_per_batch != 1 && p.global_scales_per_batch != d.rows))
     return InvalidArgument(kOp, "global_scale must have 1 or M elements per batch");
+  if (masked) {
+    if (static_cast<int64_t>(row_mask.element_count()) != d.batch * d.rows)
+      return InvalidArgument(kOp, "row_mask must have one byte per row");
+    p.row_mask = row_mask.typed_data();
+  }
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * d.last / 2 ||
       static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
     return InvalidArgument(kOp, "output sizes do not match the input");
@@ -200,6 +302,42 @@ ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
   return DispatchInput<Recipe::kNvfp4>(stream, x, gs, c, sf, p, kOp);
 }
 
+// Same contract as Nvfp4PerTokenQuantizeCpuImpl (ffi/cpu/quantize.cc).
+ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
+                                         ffi::Buffer<ffi::F32> s_inv,
+                                         ffi::Buffer<ffi::U8> row_mask,
+                                         ffi::ResultBuffer<ffi::U8> codes,
+                                         ffi::ResultBuffer<ffi::U8> scales,
+                                         ffi::ResultBuffer<ffi::F32> per_token_scale,
+                                         int64_t layout, bool exact, bool masked,
+                                         int64_t num_batch_dims) {
+  constexpr const char* kOp = "nvfp4_quantize(per_token_activation=True)";
+  const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
+  if (d.last % 16 != 0) return InvalidArgument(kOp, "K is not a multiple of 16");
+  QuantizeParams p{d.batch, d.rows, d.last, d.last, layout,
+                   SfBufferSize(layout, d.rows, d.last / 16), 1, ScaleMode::kEncode,
+                   nullptr, per_token_scale->typed_data(), 0u};
+  if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (static_cast<int64_t>(s_inv.element_count()) != d.batch)
+    return InvalidArgument(kOp, "the global scale must have one element per batch");
+  if (masked) {
+    if (static_cast<int64_t>(row_mask.element_count()) != d.batch * d.rows)
+      return InvalidArgument(kOp, "row_mask must have one byte per row");
+    p.row_mask = row_mask.typed_data();
+  }
+  if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * d.last / 2 ||
+      static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size ||
+      static_cast<int64_t>(per_token_scale->element_count()) != d.batch * d.rows)
+    return InvalidArgument(kOp, "output sizes do not match the input");
+  if (x.element_type() != ffi::F16 && x.element_type() != ffi::BF16)
+    return InvalidArgument(kOp, "input must be float16 or bfloat16");
+  const float* gs = s_inv.typed_data();
+  return exact ? DispatchInput<Recipe::kNvfp4Exact>(stream, x, gs, codes->typed_data(),
+                                                    scales->typed_data(), p, kOp)
+               : DispatchInput<Recipe::kNvfp4>(stream, x, gs, codes->typed_data(),
+                                               scales->typed_data(), p, kOp);
+}
+
 // Same contract as Mxfp8QuantizeCpuImpl (ffi/cpu/quantize.cc).
 ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                                  ffi::ResultBuffer<ffi::U8> codes,
@@ -211,7 +349,7 @@ ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
     return InvalidArgument(kOp, "K and alignment must be multiples of 32");
   const int64_t kp = RoundUp(d.last, alignment);
   QuantizeParams p{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32),
-                   1, false, 0u};
+                   1, ScaleMode::kEncode, nullptr, nullptr, 0u};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
@@ -228,13 +366,30 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Fp4QuantizeCuda, Fp4QuantizeCudaImpl,
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
                                   .Arg<ffi::AnyBuffer>()           // x
                                   .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
+                                  .Arg<ffi::Buffer<ffi::U8>>()     // row_mask
                                   .Ret<ffi::Buffer<ffi::U8>>()     // codes
                                   .Ret<ffi::Buffer<ffi::U8>>()     // scales
                                   .Attr<int64_t>("sf_vec_size")
                                   .Attr<bool>("use_ue8m0")
                                   .Attr<int64_t>("layout")
-                                  .Attr<bool>("inversed")
+                                  .Attr<int64_t>("scale_mode")
                                   .Attr<bool>("exact")
+                                  .Attr<bool>("masked")
+                                  .Attr<int64_t>("num_batch_dims"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Nvfp4PerTokenQuantizeCuda, Nvfp4PerTokenQuantizeCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()           // x
+                                  .Arg<ffi::Buffer<ffi::F32>>()    // s_inv
+                                  .Arg<ffi::Buffer<ffi::U8>>()     // row_mask
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::Buffer<ffi::U8>>()     // scales
+                                  .Ret<ffi::Buffer<ffi::F32>>()    // per_token_scale
+                                  .Attr<int64_t>("layout")
+                                  .Attr<bool>("exact")
+                                  .Attr<bool>("masked")
                                   .Attr<int64_t>("num_batch_dims"),
                               {ffi::Traits::kCmdBufferCompatible});
 
