@@ -14,6 +14,11 @@ from jax_fp4.dequantize import (
     mxfp8_dequantize_host,
     nvfp4_dequantize,
 )
+from jax_fp4.interop import (
+    mxfp4_to_scaled_matmul,
+    mxfp8_to_scaled_matmul,
+    nvfp4_to_scaled_matmul,
+)
 from jax_fp4.kv_cache import (
     nvfp4_kv_dequantize,
     nvfp4_kv_dequantize_paged,
@@ -55,13 +60,16 @@ __all__ = [
     "mxfp4_dequantize",
     "mxfp4_dequantize_host",
     "mxfp4_quantize",
+    "mxfp4_to_scaled_matmul",
     "mxfp8_dequantize",
     "mxfp8_dequantize_host",
+    "mxfp8_to_scaled_matmul",
     "nvfp4_dequantize",
     "nvfp4_kv_dequantize",
     "nvfp4_kv_dequantize_paged",
     "nvfp4_kv_quantize",
     "nvfp4_quantize_paged_kv_cache",
+    "nvfp4_to_scaled_matmul",
     "scaled_fp4_grouped_quantize",
     "shuffle_matrix_a",
     "shuffle_matrix_sf_a",

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import batching, mlir, xla
+from jaxlib.mlir import ir
 
 from jax_fp4 import _reference, _registry
 from jax_fp4._shapes import sf_buffer_size, sf_padded_shape
@@ -38,6 +39,28 @@ def _vmapped(fn: Callable, num_batch_dims: int) -> Callable:
     return fn
 
 
+def _batch_sharding_rule(ctx, num_batch: int) -> ir.Attribute:
+    """``#sdy.op_sharding_rule`` with the first ``num_batch`` axes shared by all values."""
+    # Shardy's factor symbols: i..z, then z_1, z_2, ...
+    names = iter([chr(c) for c in range(ord("i"), ord("z") + 1)]
+                 + [f"z_{k}" for k in range(1, 1000)])
+    batch = [next(names) for _ in range(num_batch)]
+    sizes = {}
+
+    def factors(aval) -> str:
+        out = []
+        for axis, size in enumerate(aval.shape):
+            name = batch[axis] if axis < num_batch else next(names)
+            sizes[name] = size
+            out.append(name)
+        return "[" + ", ".join(out) + "]"
+
+    ins = ", ".join(factors(a) for a in ctx.avals_in)
+    outs = ", ".join(factors(a) for a in ctx.avals_out)
+    size_list = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    return ir.Attribute.parse(f"#sdy.op_sharding_rule<({ins})->({outs}) {{{size_list}}}, custom>")
+
+
 def _define(
     name: str,
     abstract_eval: Callable,
@@ -45,12 +68,16 @@ def _define(
     *,
     batch_param: str | None = "num_batch_dims",
     ffi_attrs: Callable[[dict], dict] = lambda params: params,
+    independent_dims: Callable[[dict, int], int] | None = None,
 ) -> Primitive:
     """A multiple-results primitive named and targeted ``jax_fp4_<name>``.
 
     ``reference(*operands, **params)`` is the twin for one unbatched problem; operands carry
     ``params[batch_param]`` leading batch axes (vmap), which the FFI handlers take as is.
     Without ``batch_param`` the handlers treat every leading axis as independent rows.
+    ``independent_dims(params, rank_of_first_operand)`` says how many leading axes of every
+    operand and result are independent problems; XLA may then shard along them without
+    gathering (the target is registered batch-partitionable). The default is the batch axes.
     """
     target = f"jax_fp4_{name}"
     prim = Primitive(target)
@@ -65,11 +92,26 @@ def _define(
     def twin_lowering(ctx, *args, **params):
         return mlir.lower_fun(lambda *a: twin(*a, **params), multiple_results=True)(ctx, *args)
 
+    if independent_dims is None:
+        independent_dims = (lambda params, rank: params.get(batch_param, 0)) if batch_param \
+            else (lambda params, rank: 0)
+
     def ffi_lowering(ctx, *args, **params):
         if any(np.prod(aval.shape) == 0 for aval in ctx.avals_out):
             return twin_lowering(ctx, *args, **params)  # empty outputs: no custom call
         attrs = {k: _ffi_attr(v) for k, v in ffi_attrs(params).items()}
-        return jax.ffi.ffi_lowering(target)(ctx, *args, **attrs)
+        results = jax.ffi.ffi_lowering(target)(ctx, *args, **attrs)
+        n = independent_dims(params, len(ctx.avals_in[0].shape))
+        if n > 0:
+            # XLA's batch partitioner splits a batch-partitionable custom call along this
+            # many leading axes (jax.ffi.register_ffi_target_as_batch_partitionable).
+            call = results[0].owner
+            call.attributes["mhlo.frontend_attributes"] = ir.DictAttr.get(
+                {"num_batch_dims": ir.StringAttr.get(str(n))})
+            # Shardy propagates shardings through the call only with a rule: the leading
+            # axes are one factor shared by every operand and result.
+            call.attributes["sdy.sharding_rule"] = _batch_sharding_rule(ctx, n)
+        return results
 
     def batch_rule(args, dims, **params):
         size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)  # None: unmapped
@@ -85,6 +127,7 @@ def _define(
         outs = prim.bind(*moved, **params)
         return outs, [0] * len(outs)
 
+    jax.ffi.register_ffi_target_as_batch_partitionable(target)
     mlir.register_lowering(prim, twin_lowering)
     mlir.register_lowering(prim, ffi_lowering, platform="cpu")
     if target in _registry.CUDA_TARGETS:
@@ -210,7 +253,8 @@ def _interleave_twin(x, *, shuffle_block):
 
 
 block_scale_interleave_p = _define("block_scale_interleave", _interleave_abstract,
-                                   _interleave_twin, batch_param=None)
+                                   _interleave_twin, batch_param=None,
+                                   independent_dims=lambda params, rank: rank - 2)
 
 
 def _shuffle_rows_abstract(x, *, block):
@@ -223,7 +267,7 @@ def _shuffle_rows_twin(x, *, block):
 
 
 shuffle_rows_p = _define("shuffle_rows", _shuffle_rows_abstract, _shuffle_rows_twin,
-                         batch_param=None)
+                         batch_param=None, independent_dims=lambda params, rank: rank - 2)
 
 
 # ---- packbits / segment_packbits (SPEC 5.18, 5.19) ----
@@ -239,7 +283,8 @@ def _packbits_twin(x, *, little):
     return _rowwise(lambda row: (_reference.packbits(row, bitorder=order),), x)
 
 
-packbits_p = _define("packbits", _packbits_abstract, _packbits_twin, batch_param=None)
+packbits_p = _define("packbits", _packbits_abstract, _packbits_twin, batch_param=None,
+                     independent_dims=lambda params, rank: rank - 1)
 
 
 def _segment_packbits_abstract(x, indptr, *, little, total_bytes):
@@ -258,6 +303,7 @@ def _segment_packbits_twin(x, indptr, *, little, total_bytes):
 
 segment_packbits_p = _define(
     "segment_packbits", _segment_packbits_abstract, _segment_packbits_twin, batch_param=None,
+    independent_dims=lambda params, rank: rank - 1,
     # The handler reads the output size off its result buffer.
     ffi_attrs=lambda params: {"little": params["little"]})
 

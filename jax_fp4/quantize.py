@@ -79,7 +79,9 @@ def _bind_fp4(x, gs, *, sf_vec_size, use_ue8m0, layout, scale_mode, exact, backe
     params = dict(sf_vec_size=sf_vec_size, use_ue8m0=use_ue8m0, layout=int(layout),
                   scale_mode=int(scale_mode), exact=bool(exact), masked=row_mask is not None,
                   num_batch_dims=num_batch_dims)
-    mask = _NO_MASK if row_mask is None else row_mask
+    # Every operand carries the batch axes, so XLA can shard them all alike.
+    mask = (jnp.ones((*x.shape[:num_batch_dims], 1), jnp.uint8) if row_mask is None
+            else row_mask)
     prim = prims.fp4_quantize_p
     return tuple(prim.twin(x, gs, mask, **params) if backend == "xla"
                  else prim.bind(x, gs, mask, **params))
