@@ -158,8 +158,8 @@ def _fp4_scale_shapes(x, sf_vec_size, layout, num_batch_dims):
 
 
 def _fp4_quantize_abstract(x, global_scale, row_mask, *, sf_vec_size, use_ue8m0, layout,
-                           scale_mode, exact, masked, num_batch_dims):
-    del global_scale, row_mask, use_ue8m0, scale_mode, exact, masked
+                           scale_mode, exact, four_over_six, masked, num_batch_dims):
+    del global_scale, row_mask, use_ue8m0, scale_mode, exact, four_over_six, masked
     _, _, codes, scales = _fp4_scale_shapes(x, sf_vec_size, layout, num_batch_dims)
     return codes, scales
 
@@ -171,8 +171,9 @@ def _fp4_quantize_twin(x, global_scale, row_mask, *, masked, **params):
 fp4_quantize_p = _define("fp4_quantize", _fp4_quantize_abstract, _fp4_quantize_twin)
 
 
-def _per_token_abstract(x, s_inv, row_mask, *, layout, exact, masked, num_batch_dims):
-    del s_inv, row_mask, exact, masked
+def _per_token_abstract(x, s_inv, row_mask, *, layout, exact, four_over_six, masked,
+                        num_batch_dims):
+    del s_inv, row_mask, exact, four_over_six, masked
     batch, rows, codes, scales = _fp4_scale_shapes(x, 16, layout, num_batch_dims)
     per_token = jax.core.ShapedArray((*batch, rows), jnp.float32)
     return codes, scales, per_token

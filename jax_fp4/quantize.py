@@ -74,10 +74,29 @@ def _check_fp4_input(op: str, name: str, x: jax.Array, sf_vec_size: int,
 _NO_MASK = np.ones((1,), np.uint8)  # a placeholder operand when no row is masked
 
 
+def _four_over_six_bits(op: str, four_over_six) -> int:
+    """FlashInfer's 4over6 switches (SPEC 4.4) as the handlers' bit field."""
+    if four_over_six is None or four_over_six is False:
+        return 0
+    if four_over_six is True:
+        return 1
+    if not isinstance(four_over_six, dict) or set(four_over_six) - {
+            "err_mode", "err_fast_math", "e4m3_use_256"}:
+        raise ValueError(f"{op}: four_over_six must be None, True or a dict with keys "
+                         f"'err_mode', 'err_fast_math', 'e4m3_use_256'; got {four_over_six!r}")
+    mode = four_over_six.get("err_mode", "MAE")
+    if mode not in ("MAE", "MSE"):
+        raise ValueError(f"{op}: four_over_six['err_mode']={mode!r} must be 'MAE' or 'MSE'")
+    return (1 | (2 if mode == "MSE" else 0)
+            | (4 if four_over_six.get("err_fast_math", False) else 0)
+            | (8 if four_over_six.get("e4m3_use_256", False) else 0))
+
+
 def _bind_fp4(x, gs, *, sf_vec_size, use_ue8m0, layout, scale_mode, exact, backend,
-              row_mask=None, num_batch_dims=0):
+              row_mask=None, num_batch_dims=0, four_over_six=0):
     params = dict(sf_vec_size=sf_vec_size, use_ue8m0=use_ue8m0, layout=int(layout),
-                  scale_mode=int(scale_mode), exact=bool(exact), masked=row_mask is not None,
+                  scale_mode=int(scale_mode), exact=bool(exact),
+                  four_over_six=int(four_over_six), masked=row_mask is not None,
                   num_batch_dims=num_batch_dims)
     # Every operand carries the batch axes, so XLA can shard them all alike.
     mask = (jnp.ones((*x.shape[:num_batch_dims], 1), jnp.uint8) if row_mask is None
@@ -99,6 +118,7 @@ def fp4_quantize(
     backend: str = "auto",
     *,
     exact: bool = False,
+    four_over_six: bool | dict | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Quantizes to NVFP4 (16-element blocks, E4M3 scales) or MXFP4 (32, UE8M0).
 
@@ -121,6 +141,11 @@ def fp4_quantize(
             computation runs on; ``"xla"`` runs the pure-JAX twin (any JAX platform).
         exact: NVFP4 "exact" mode (SPEC 4.3), FlashInfer's
             ``FLASHINFER_DISABLE_FP4_QUANT_FAST_MATH=1``; 16-bit NVFP4 only.
+        four_over_six: NVFP4 "4over6" (SPEC 4.4), FlashInfer's ``FLASHINFER_NVFP4_4OVER6=1``:
+            per block, keep the scale for max 6 or max 4, whichever reconstructs better.
+            ``True`` for the defaults or a dict ``{"err_mode": "MAE"|"MSE",
+            "err_fast_math": bool, "e4m3_use_256": bool}`` (the other environment
+            switches). Combinable with ``exact``; 16-bit NVFP4 only.
 
     Returns:
         ``(x_q, sf)``: ``x_q`` uint8 ``[..., K // 2]`` packed E2M1 (low nibble first);
@@ -153,9 +178,14 @@ def fp4_quantize(
     rows = math.prod(x.shape[:-1])
     needs_scale = sf_vec_size == 16
     gs = _global_scale_rows(op, "global_scale", global_scale, rows, required=needs_scale)
+    fos = _four_over_six_bits(op, four_over_six)
+    if fos and (sf_vec_size != 16 or x.dtype == jnp.float8_e4m3fn):
+        raise ValueError(f"{op}: four_over_six needs NVFP4 (sf_vec_size=16) with float16 or "
+                         f"bfloat16 input, got sf_vec_size={sf_vec_size}, {dtype_name(x.dtype)}")
     mode = prims.SCALE_INVERSE if is_global_scale_inversed else prims.SCALE_ENCODE
     return _bind_fp4(x, gs, sf_vec_size=sf_vec_size, use_ue8m0=bool(sf_use_ue8m0),
-                     layout=layout, scale_mode=mode, exact=exact, backend=backend)
+                     layout=layout, scale_mode=mode, exact=exact, backend=backend,
+                     four_over_six=fos)
 
 
 def nvfp4_quantize(
@@ -170,6 +200,7 @@ def nvfp4_quantize(
     expanded_idx_to_permuted_idx: ArrayLike | None = None,
     *,
     exact: bool = False,
+    four_over_six: bool | dict | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """NVFP4 quantization: FlashInfer's ``nvfp4_quantize`` (SPEC 5.3).
 
@@ -196,6 +227,7 @@ def nvfp4_quantize(
             are zeros (FlashInfer: uninitialised). Entries ``>= M`` raise when known at trace
             time and are dropped under ``jit``.
         exact: NVFP4 exact mode (SPEC 4.3).
+        four_over_six: the 4over6 recipe (SPEC 4.4), see ``fp4_quantize``.
 
     Returns:
         ``(x_q, sf)`` as ``fp4_quantize`` returns them, or ``(x_q, sf, per_token_scale)``
@@ -228,7 +260,7 @@ def nvfp4_quantize(
     if not per_token_activation:
         x_q, sf = fp4_quantize(x, a_global_sf, 16, False, qlayout != SfLayout.layout_linear,
                                qlayout == SfLayout.layout_8x4, False, enable_pdl, backend,
-                               exact=exact)
+                               exact=exact, four_over_six=four_over_six)
         if do_shuffle:
             x_q, sf = _shuffle_weight(x_q, sf, backend)
         return x_q, sf
@@ -239,8 +271,9 @@ def nvfp4_quantize(
     s_inv = _global_scale_rows(op, "a_global_sf", a_global_sf, 1, required=True)
     row_mask = (None if expanded_idx_to_permuted_idx is None
                 else _rows_selected(op, expanded_idx_to_permuted_idx, rows))
-    params = dict(layout=int(qlayout), exact=bool(exact), masked=row_mask is not None,
-                  num_batch_dims=0)
+    params = dict(layout=int(qlayout), exact=bool(exact),
+                  four_over_six=_four_over_six_bits(op, four_over_six),
+                  masked=row_mask is not None, num_batch_dims=0)
     operands = (x, s_inv, _NO_MASK if row_mask is None else row_mask)
     prim = prims.nvfp4_per_token_quantize_p
     x_q, sf, per_token = (prim.twin(*operands, **params) if backend_kind == "xla"
@@ -289,6 +322,7 @@ def scaled_fp4_grouped_quantize(
     *,
     backend: str = "auto",
     exact: bool = False,
+    four_over_six: bool | dict | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Masked grouped NVFP4 for the masked grouped GEMM (SPEC 5.10).
 
@@ -302,6 +336,7 @@ def scaled_fp4_grouped_quantize(
         a_global_sf: float32 ``[L]``, one encode scale per group.
         backend: ``"auto"``/``"cuda"`` or ``"xla"``.
         exact: NVFP4 exact mode (SPEC 4.3).
+        four_over_six: the 4over6 recipe (SPEC 4.4), see ``fp4_quantize``.
 
     Returns:
         ``(x_q, sf)`` in FlashInfer's logical (permuted) shapes: ``x_q`` uint8
@@ -329,7 +364,8 @@ def scaled_fp4_grouped_quantize(
     row_mask = (jnp.arange(rows, dtype=jnp.int32)[None, :] < m.astype(jnp.int32)[:, None])
     x_q, sf = _bind_fp4(x, gs, sf_vec_size=16, use_ue8m0=False, layout=SfLayout.layout_128x4,
                         scale_mode=prims.SCALE_ENCODE, exact=exact, backend=backend,
-                        row_mask=row_mask.astype(jnp.uint8), num_batch_dims=1)
+                        row_mask=row_mask.astype(jnp.uint8), num_batch_dims=1,
+                        four_over_six=_four_over_six_bits(op, four_over_six))
     mp, cp = sf.shape[1:]
     sf = sf.reshape(groups, mp // 128, cp // 4, 32, 4, 4).transpose(3, 4, 1, 5, 2, 0)
     return x_q.transpose(1, 2, 0), lax.bitcast_convert_type(sf, jnp.float8_e4m3fn)
@@ -371,6 +407,7 @@ def nvfp4_batched_quantize(
     *,
     backend: str = "auto",
     exact: bool = False,
+    four_over_six: bool | dict | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """NVFP4 with one 128x4 scale matrix per batch: FlashInfer's ``nvfp4_batched_quantize``.
 
@@ -382,6 +419,7 @@ def nvfp4_batched_quantize(
         sf_vec_size: must be 16.
         backend: ``"auto"``/``"cuda"`` or ``"xla"``.
         exact: NVFP4 exact mode (SPEC 4.3).
+        four_over_six: the 4over6 recipe (SPEC 4.4), see ``fp4_quantize``.
 
     Returns:
         ``(x_q, sf)``: uint8 ``[B, M, K // 2]`` and uint8
@@ -397,9 +435,12 @@ def nvfp4_batched_quantize(
     batch, rows = x.shape[0], x.shape[1]
     gs = _global_scale_rows(op, "a_global_sf", a_global_sf, rows, required=True)
     gs = jnp.broadcast_to(gs, (batch, gs.shape[0]))
+    fos = _four_over_six_bits(op, four_over_six)
+    if fos and x.dtype == jnp.float8_e4m3fn:
+        raise ValueError(f"{op}: four_over_six needs float16 or bfloat16 input")
     x_q, sf = _bind_fp4(x, gs, sf_vec_size=16, use_ue8m0=False, layout=SfLayout.layout_128x4,
                         scale_mode=prims.SCALE_ENCODE, exact=exact, backend=backend,
-                        num_batch_dims=1)
+                        num_batch_dims=1, four_over_six=fos)
     return x_q, sf.reshape(batch, -1)
 
 

@@ -157,6 +157,22 @@ for platform in platforms:
                     check(f"{tag} kv dequantize {m}x{k} {np.dtype(odt).name}",
                           (F.nvfp4_kv_dequantize(put(np.asarray(got[0])), put(np.asarray(got[1])), g, odt, backend=backend),),
                           (R.nvfp4_kv_dequantize(want[0], want[1], g, odt),))
+        # 4over6 (SPEC 4.4): all 16 switch combinations, global and per-token scales.
+        x46 = (rng.standard_normal((130, 64)) * np.exp(rng.standard_normal((130, 1)))).astype(np.float16)
+        x46[2] = 0
+        for bits in range(8):
+            fos = dict(err_mode="MSE" if bits & 1 else "MAE", err_fast_math=bool(bits & 2),
+                       e4m3_use_256=bool(bits & 4))
+            for exact in (False, True):
+                gs = np.float32((1536 if bits & 4 else 2688) / np.abs(x46.astype(np.float32)).max())
+                check(f"{tag} 4over6 {bits} exact{exact}",
+                      F.nvfp4_quantize(put(x46), gs, F.SfLayout(2), exact=exact, four_over_six=fos, backend=backend),
+                      R.nvfp4_quantize(x46, gs, 2, exact=exact, four_over_six=fos))
+                check(f"{tag} 4over6 per-token {bits} exact{exact}",
+                      F.nvfp4_quantize(put(x46), np.float32(1 / 2688), F.SfLayout(0), per_token_activation=True,
+                                       exact=exact, four_over_six=fos, backend=backend),
+                      R.nvfp4_quantize(x46, np.float32(1 / 2688), 0, per_token_activation=True, exact=exact,
+                                       four_over_six=fos))
         xg = rng.standard_normal((3, 130, 64)).astype(np.float16)
         mask = np.array([0, 57, 200], np.int32)
         gsg = np.float32([100, 300, 700])

@@ -46,6 +46,15 @@ JAX_FP4_HD float Opaque(float x, uint32_t runtime_zero) {
   return BitsFloat(FloatBits(x) ^ runtime_zero);
 }
 
+// FlashInfer's optional NVFP4 "4over6" recipe (SPEC 4.4), as the bit field the Python side
+// passes: bit 0 on, bit 1 MSE (else MAE), bit 2 error in fast math, bit 3 E4M3 max 256.
+struct FourOverSix {
+  bool on = false, mse = false, err_fast_math = false, e4m3_256 = false;
+  JAX_FP4_HD static FourOverSix FromBits(int64_t bits) {
+    return {(bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0, (bits & 8) != 0};
+  }
+};
+
 // Per-row state of the FP4/FP8 quantizers: the encode scale S and what derives from it.
 // kInputFp8 selects the FP8-input path of 4.6, which rescales elements into fp16 first.
 template <Recipe kRecipe, bool kInputFp8>
@@ -59,6 +68,8 @@ struct BlockQuantizer {
   float encode_scale = 1.0f;  // S
   float decode = 1.0f;        // rcp(S) (fast) or div(1, S) (exact)
   float fp8_prescale = 6.0f;  // mul(6, rcp(S)), FP8 input only
+  float row_amax = 0.0f;      // per-token rows only: enters the 4over6 error (SPEC 4.4)
+  FourOverSix four_over_six;
 
   // `global_scale` is what the caller passed for this row; `mode` says how to read it.
   JAX_FP4_HD void InitRow(float global_scale, ScaleMode mode, uint32_t runtime_zero) {
@@ -80,8 +91,22 @@ struct BlockQuantizer {
 
   // Per-token NVFP4 (4.2.2 fast, 4.3 exact): the row's own scale from its maximum `row_amax`
   // and the base scale `s_inv`. Returns the per-token scale p written for the row.
-  JAX_FP4_HD float InitPerTokenRow(float row_amax, float s_inv) {
-    const float ra = Ftz(row_amax);
+  JAX_FP4_HD float InitPerTokenRow(float amax_of_row, float s_inv) {
+    const float ra = Ftz(amax_of_row);
+    row_amax = ra;
+    if (kRecipe == Recipe::kNvfp4Exact && four_over_six.on) {
+      // 4over6 keeps a zero row's scale at 0 instead of FLT_MAX (SPEC 4.4).
+      const float flt_max = BitsFloat(kFltMaxBits);
+      float g = 0.0f;
+      if (ra != 0.0f) {
+        g = Div(Div(1.0f, s_inv), ra);
+        g = g < flt_max ? g : flt_max;
+        if (g == 0.0f) g = 1.0f;
+      }
+      encode_scale = g;
+      decode = Div(1.0f, g);
+      return g != 0.0f ? decode : 0.0f;
+    }
     if constexpr (kRecipe == Recipe::kNvfp4Exact) {
       const float flt_max = BitsFloat(kFltMaxBits);
       float g = flt_max;
@@ -155,6 +180,61 @@ struct BlockQuantizer {
   // One E4M3 byte (MXFP8).
   JAX_FP4_HD static uint32_t EncodeOne(float x, float out_scale) {
     return EncodeE4M3(ClampPm448(Mul(x, out_scale)));
+  }
+
+  // 4over6 (SPEC 4.4) on a whole 16-element block: tries the scales that map the block
+  // maximum to 6 and to 4 and keeps the one with the smaller error, summed in element
+  // order. Writes the 16 E2M1 codes and returns the scale byte.
+  JAX_FP4_HD uint32_t ScaleFourOverSix(const float (&x)[16], float amax,
+                                       uint32_t (&codes)[16]) const {
+    const float a = Ftz(amax);
+    if (a == 0.0f) {  // zero block: scale 0 and code 0 for every element, -0 included
+      for (int i = 0; i < 16; ++i) codes[i] = 0;
+      return 0;
+    }
+    constexpr bool kExact = kRecipe == Recipe::kNvfp4Exact;
+    const float s = encode_scale, g = decode;
+    const float sf6 = kExact ? Mul(Div(a, 6.0f), s) : Mul(s, Mul(a, BitsFloat(kRcp6Bits)));
+    const float sf4 = Mul(sf6, 1.5f);
+    const uint32_t c4 = EncodeE4M3(sf4), c6 = EncodeE4M3(sf6);
+    const float v4 = DecodeE4M3(c4), v6 = DecodeE4M3(c6);
+    const float flt_max = BitsFloat(kFltMaxBits);
+    float os4, os6;
+    if constexpr (kExact) {
+      os4 = Div(1.0f, Mul(v4, g));
+      os4 = os4 < flt_max ? os4 : flt_max;
+      os6 = Div(1.0f, Mul(v6, g));
+      os6 = os6 < flt_max ? os6 : flt_max;
+    } else {
+      os4 = Rcp(Mul(v4, g));
+      os6 = Rcp(Mul(v6, g));
+    }
+    float err4 = 0.0f, err6 = 0.0f;
+    uint32_t q4[16], q6[16];
+    for (int i = 0; i < 16; ++i) {
+      q4[i] = EncodeE2M1(Mul(x[i], os4));
+      q6[i] = EncodeE2M1(Mul(x[i], os6));
+      err4 = Add(err4, FourOverSixTerm(DecodeE2M1(q4[i]) * v4, x[i], s, g));
+      err6 = Add(err6, FourOverSixTerm(DecodeE2M1(q6[i]) * v6, x[i], s, g));
+    }
+    const bool pick4 = err4 < err6;
+    for (int i = 0; i < 16; ++i) codes[i] = pick4 ? q4[i] : q6[i];
+    return pick4 ? c4 : c6;
+  }
+
+  // One element's error term; `dv` = d4(code) * scale value, exact in float32.
+  JAX_FP4_HD float FourOverSixTerm(float dv, float x, float s, float g) const {
+    float d;
+    if (four_over_six.err_fast_math) {
+      d = Sub(dv, Mul(x, s));
+    } else {
+      const float deq = row_amax > 0.0f
+                            // 6 * E4M3 max (448, or 256 with the option)
+                            ? Div(Mul(dv, row_amax), four_over_six.e4m3_256 ? 1536.0f : 2688.0f)
+                            : Mul(dv, g);
+      d = Sub(deq, x);
+    }
+    return four_over_six.mse ? Mul(d, d) : BitsFloat(FloatBits(d) & kAbsMask);
   }
 };
 

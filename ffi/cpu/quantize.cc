@@ -26,6 +26,7 @@ struct QuantizeShape {
   ScaleMode scale_mode;
   const uint8_t* row_mask;          // null, or [batch, rows]: 0 writes a zero row
   float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
+  FourOverSix four_over_six;        // NVFP4 16-bit input only
 };
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
@@ -50,6 +51,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
         continue;
       }
       Q q;
+      q.four_over_six = s.four_over_six;
       const float gs = global_scale ? global_scale[b * s.global_scales_per_batch +
                                                    (s.global_scales_per_batch == 1 ? 0 : r)]
                                     : 1.0f;
@@ -67,6 +69,16 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
           const int64_t col = j * kSfVec + i;
           v[i] = col < s.cols ? q.Prepare(LoadInput<kType>(x, in_row + col)) : 0.0f;
           amax = AbsMax(amax, v[i]);
+        }
+        if constexpr (kSfVec == 16 && Q::kFp4Out && !kInputFp8) {
+          if (q.four_over_six.on) {
+            uint32_t c[16];
+            scales[b * s.sf_size + SfOffset(s.layout, r, j, blocks)] =
+                static_cast<uint8_t>(q.ScaleFourOverSix(v, amax, c));
+            for (int i = 0; i < 16; i += 2)
+              out[(j * 16 + i) / 2] = static_cast<uint8_t>(c[i] | (c[i + 1] << 4));
+            continue;
+          }
         }
         const BlockScale bs = q.Scale(amax);
         scales[b * s.sf_size + SfOffset(s.layout, r, j, blocks)] = static_cast<uint8_t>(bs.code);
@@ -113,7 +125,7 @@ ffi::Error Fp4QuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> global_sca
                               ffi::Buffer<ffi::U8> row_mask, ffi::ResultBuffer<ffi::U8> codes,
                               ffi::ResultBuffer<ffi::U8> scales, int64_t sf_vec_size,
                               bool use_ue8m0, int64_t layout, int64_t scale_mode, bool exact,
-                              bool masked, int64_t num_batch_dims) {
+                              int64_t four_over_six, bool masked, int64_t num_batch_dims) {
   constexpr const char* kOp = "fp4_quantize";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (!((sf_vec_size == 16 && !use_ue8m0) || (sf_vec_size == 32 && use_ue8m0)))
@@ -121,7 +133,8 @@ ffi::Error Fp4QuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> global_sca
   if (d.last % sf_vec_size != 0) return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
   QuantizeShape s{d.batch, d.rows, d.last, d.last, layout,
                   SfBufferSize(layout, d.rows, d.last / sf_vec_size), 0,
-                  static_cast<ScaleMode>(scale_mode), nullptr, nullptr};
+                  static_cast<ScaleMode>(scale_mode), nullptr, nullptr,
+                  FourOverSix::FromBits(four_over_six)};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
   const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
   s.global_scales_per_batch = n_gs / d.batch;
@@ -155,13 +168,14 @@ ffi::Error Nvfp4PerTokenQuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> 
                                         ffi::ResultBuffer<ffi::U8> codes,
                                         ffi::ResultBuffer<ffi::U8> scales,
                                         ffi::ResultBuffer<ffi::F32> per_token_scale,
-                                        int64_t layout, bool exact, bool masked,
-                                        int64_t num_batch_dims) {
+                                        int64_t layout, bool exact, int64_t four_over_six,
+                                        bool masked, int64_t num_batch_dims) {
   constexpr const char* kOp = "nvfp4_quantize(per_token_activation=True)";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (d.last % 16 != 0) return InvalidArgument(kOp, "K is not a multiple of 16");
   QuantizeShape s{d.batch, d.rows, d.last, d.last, layout, SfBufferSize(layout, d.rows, d.last / 16),
-                  1, ScaleMode::kEncode, nullptr, per_token_scale->typed_data()};
+                  1, ScaleMode::kEncode, nullptr, per_token_scale->typed_data(),
+                  FourOverSix::FromBits(four_over_six)};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(s_inv.element_count()) != d.batch)
     return InvalidArgument(kOp, "the global scale must have one element per batch");
@@ -194,7 +208,7 @@ ffi::Error Mxfp8QuantizeCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> cod
     return InvalidArgument(kOp, "K and alignment must be multiples of 32");
   const int64_t kp = RoundUp(d.last, alignment);
   QuantizeShape s{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32), 1,
-                  ScaleMode::kEncode, nullptr, nullptr};
+                  ScaleMode::kEncode, nullptr, nullptr, FourOverSix{}};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * s.sf_size)
@@ -217,6 +231,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Fp4QuantizeCpu, Fp4QuantizeCpuImpl,
                                   .Attr<int64_t>("layout")
                                   .Attr<int64_t>("scale_mode")
                                   .Attr<bool>("exact")
+                                  .Attr<int64_t>("four_over_six")
                                   .Attr<bool>("masked")
                                   .Attr<int64_t>("num_batch_dims"));
 
@@ -230,6 +245,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Nvfp4PerTokenQuantizeCpu, Nvfp4PerTokenQuantizeCpu
                                   .Ret<ffi::Buffer<ffi::F32>>()    // per_token_scale
                                   .Attr<int64_t>("layout")
                                   .Attr<bool>("exact")
+                                  .Attr<int64_t>("four_over_six")
                                   .Attr<bool>("masked")
                                   .Attr<int64_t>("num_batch_dims"));
 

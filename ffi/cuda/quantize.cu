@@ -18,6 +18,7 @@ struct QuantizeParams {
   const uint8_t* row_mask;          // null, or [batch, rows]: 0 writes a zero row
   float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
+  FourOverSix four_over_six;        // NVFP4 16-bit input only
 };
 
 template <InputType kType>
@@ -79,9 +80,31 @@ __device__ __forceinline__ void QuantizeVector(const uint4& raw, const Q& q, boo
     const float other = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
     amax = other > amax ? other : amax;
   }
-  const BlockScale bs = q.Scale(amax);
 #pragma unroll
   for (int i = 0; i < 4; ++i) w[i] = 0;
+  if constexpr (Q::kSfVec == 16 && kElems == 8 && Q::kFp4Out) {
+    if (q.four_over_six.on) {  // warp-uniform: one setting per launch
+      // 4over6 needs the whole block: the lane pair swaps halves, both run the recipe.
+      const bool upper = threadIdx.x & 1;
+      float block[16];
+      uint32_t codes[16];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float other = __shfl_xor_sync(0xFFFFFFFFu, f[i], 1);
+        block[i] = upper ? other : f[i];
+        block[8 + i] = upper ? f[i] : other;
+      }
+      const uint32_t code = q.ScaleFourOverSix(block, amax, codes);
+#pragma unroll
+      for (int i = 0; i < 8; i += 2)
+        w[0] |= (codes[(upper ? 8 : 0) + i] | (codes[(upper ? 8 : 0) + i + 1] << 4))
+                << (4 * i);
+      if (!keep) w[0] = 0;
+      scale_code = keep ? code : 0u;
+      return;
+    }
+  }
+  const BlockScale bs = q.Scale(amax);
   if constexpr (Q::kFp4Out) {
 #pragma unroll
     for (int i = 0; i < kElems; i += 2)
@@ -150,6 +173,7 @@ __global__ void __launch_bounds__(kThreads)
     uint4 raw = make_uint4(0, 0, 0, 0);
     if (keep && col_vec < in_vecs_per_row) raw = x[row * in_vecs_per_row + col_vec];
     Q q;
+    q.four_over_six = p.four_over_six;
     if (Q::kUsesGlobalScale && keep)
       q.InitRow(global_scale[b * p.global_scales_per_batch +
                              (p.global_scales_per_batch == 1 ? 0 : r)],
@@ -202,6 +226,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = 0; i < kThreads / 32; ++i) row_amax = AbsMax(row_amax, warp_max[i]);
     __syncthreads();  // warp_max is rewritten for the next row
     Q q;
+    q.four_over_six = p.four_over_six;
     const float pts = q.InitPerTokenRow(row_amax, s_inv[b]);
     if (threadIdx.x == 0) p.per_token_scale[row] = keep ? pts : 0.0f;
     // Warp-uniform bound so every lane joins the shuffles.
@@ -268,8 +293,8 @@ ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                                ffi::Buffer<ffi::F32> global_scale, ffi::Buffer<ffi::U8> row_mask,
                                ffi::ResultBuffer<ffi::U8> codes, ffi::ResultBuffer<ffi::U8> scales,
                                int64_t sf_vec_size, bool use_ue8m0, int64_t layout,
-                               int64_t scale_mode, bool exact, bool masked,
-                               int64_t num_batch_dims) {
+                               int64_t scale_mode, bool exact, int64_t four_over_six,
+                               bool masked, int64_t num_batch_dims) {
   constexpr const char* kOp = "fp4_quantize";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (!((sf_vec_size == 16 && !use_ue8m0) || (sf_vec_size == 32 && use_ue8m0)))
@@ -277,7 +302,8 @@ ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
   if (d.last % sf_vec_size != 0) return InvalidArgument(kOp, "K is not a multiple of sf_vec_size");
   QuantizeParams p{d.batch, d.rows, d.last, d.last, layout,
                    SfBufferSize(layout, d.rows, d.last / sf_vec_size), 1,
-                   static_cast<ScaleMode>(scale_mode), nullptr, nullptr, 0u};
+                   static_cast<ScaleMode>(scale_mode), nullptr, nullptr, 0u,
+                   FourOverSix::FromBits(four_over_six)};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
   const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
   p.global_scales_per_batch = n_gs / d.batch;
@@ -309,14 +335,15 @@ ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                                          ffi::ResultBuffer<ffi::U8> codes,
                                          ffi::ResultBuffer<ffi::U8> scales,
                                          ffi::ResultBuffer<ffi::F32> per_token_scale,
-                                         int64_t layout, bool exact, bool masked,
-                                         int64_t num_batch_dims) {
+                                         int64_t layout, bool exact, int64_t four_over_six,
+                                         bool masked, int64_t num_batch_dims) {
   constexpr const char* kOp = "nvfp4_quantize(per_token_activation=True)";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (d.last % 16 != 0) return InvalidArgument(kOp, "K is not a multiple of 16");
   QuantizeParams p{d.batch, d.rows, d.last, d.last, layout,
                    SfBufferSize(layout, d.rows, d.last / 16), 1, ScaleMode::kEncode,
-                   nullptr, per_token_scale->typed_data(), 0u};
+                   nullptr, per_token_scale->typed_data(), 0u,
+                   FourOverSix::FromBits(four_over_six)};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(s_inv.element_count()) != d.batch)
     return InvalidArgument(kOp, "the global scale must have one element per batch");
@@ -349,7 +376,7 @@ ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
     return InvalidArgument(kOp, "K and alignment must be multiples of 32");
   const int64_t kp = RoundUp(d.last, alignment);
   QuantizeParams p{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32),
-                   1, ScaleMode::kEncode, nullptr, nullptr, 0u};
+                   1, ScaleMode::kEncode, nullptr, nullptr, 0u, FourOverSix{}};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
@@ -374,6 +401,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Fp4QuantizeCuda, Fp4QuantizeCudaImpl,
                                   .Attr<int64_t>("layout")
                                   .Attr<int64_t>("scale_mode")
                                   .Attr<bool>("exact")
+                                  .Attr<int64_t>("four_over_six")
                                   .Attr<bool>("masked")
                                   .Attr<int64_t>("num_batch_dims"),
                               {ffi::Traits::kCmdBufferCompatible});
@@ -389,6 +417,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Nvfp4PerTokenQuantizeCuda, Nvfp4PerTokenQuantizeCu
                                   .Ret<ffi::Buffer<ffi::F32>>()    // per_token_scale
                                   .Attr<int64_t>("layout")
                                   .Attr<bool>("exact")
+                                  .Attr<int64_t>("four_over_six")
                                   .Attr<bool>("masked")
                                   .Attr<int64_t>("num_batch_dims"),
                               {ffi::Traits::kCmdBufferCompatible});
