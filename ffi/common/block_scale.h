@@ -182,6 +182,11 @@ struct BlockQuantizer {
     return EncodeE4M3(ClampPm448(Mul(x, out_scale)));
   }
 
+  // Two E4M3 bytes in one 16-bit value, the lower-index element low (MXFP8).
+  JAX_FP4_HD static uint32_t EncodePairE4M3(float lo, float hi, float out_scale) {
+    return EncodeE4M3x2(ClampPm448(Mul(lo, out_scale)), ClampPm448(Mul(hi, out_scale)));
+  }
+
   // 4over6 (SPEC 4.4) on a whole 16-element block: tries the scales that map the block
   // maximum to 6 and to 4 and keeps the one with the smaller error, summed in element
   // order. Writes the 16 E2M1 codes and returns the scale byte.

@@ -165,10 +165,12 @@ JAX_FP4_HD uint32_t EncodeE2M1x2(float lo, float hi) {
 }
 
 JAX_FP4_HD float DecodeE2M1(uint32_t code) {
-  // Magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6 as float32 bit patterns.
-  constexpr uint32_t kMagBits[8] = {0x00000000u, 0x3F000000u, 0x3F800000u, 0x3FC00000u,
-                                    0x40000000u, 0x40400000u, 0x40800000u, 0x40C00000u};
-  return BitsFloat(kMagBits[code & 7u] | ((code & 8u) << 28));
+  // Magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6: the top 16 bits of each float32, four to a
+  // 64-bit constant (a register select, not an indexed array the GPU would put in memory).
+  constexpr uint64_t kLow = 0x3FC03F803F000000ull, kHigh = 0x40C0408040404000ull;
+  const uint32_t c = code & 7u;
+  const uint32_t top = static_cast<uint32_t>(((c < 4 ? kLow : kHigh) >> (16 * (c & 3u))) & 0xFFFFu);
+  return BitsFloat((top << 16) | ((code & 8u) << 28));
 }
 
 // ---- E4M3 "fn" (SPEC 2.2) ----
@@ -196,6 +198,18 @@ JAX_FP4_HD uint32_t EncodeE4M3(float x) {
   const uint32_t half = 1u << (shift - 1u);
   if (rem > half || (rem == half && (q & 1u))) q += 1;
   return sign | q;
+}
+
+// Two E4M3 bytes, the lower-index element in the low byte. sm_89+ converts in hardware
+// (bit-identical to EncodeE4M3 on all 2^32 inputs, SPEC 2.2).
+JAX_FP4_HD uint32_t EncodeE4M3x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  uint16_t r;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+  return r;
+#else
+  return EncodeE4M3(lo) | (EncodeE4M3(hi) << 8);
+#endif
 }
 
 JAX_FP4_HD float DecodeE4M3(uint32_t code) {

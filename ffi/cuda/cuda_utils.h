@@ -34,11 +34,46 @@ inline int SmCount() {
 
 constexpr int kThreads = 256;
 
+// Division by a run-time constant without the GPU's ~70-instruction 64-bit divide: the
+// round-up multiply-shift method, exact for dividends below 2^63 (built on the host).
+struct FastDiv {
+  uint64_t divisor = 1, mul = 0;
+  uint32_t shift = 0;
+
+  static FastDiv Make(int64_t d) {
+    FastDiv f;
+    f.divisor = static_cast<uint64_t>(d < 1 ? 1 : d);
+    if (f.divisor == 1) return f;
+    uint32_t l = 0;
+    while ((uint64_t{1} << l) < f.divisor) ++l;  // ceil(log2 d)
+    const unsigned __int128 p = static_cast<unsigned __int128>(1) << (63 + l);
+    f.mul = static_cast<uint64_t>((p + f.divisor - 1) / f.divisor);
+    f.shift = l - 1;
+    return f;
+  }
+  __device__ __forceinline__ uint64_t Div(uint64_t n) const {
+    return divisor == 1 ? n : __umul64hi(n, mul) >> shift;
+  }
+};
+
 // Blocks for a grid-stride loop over `items`: enough to cover them, at most what stays
 // resident (8 blocks of 256 threads per SM), at least one.
 inline int GridFor(int64_t items, int threads = kThreads) {
   const int64_t needed = (items + threads - 1) / threads;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(needed, int64_t{SmCount()} * 8)));
+}
+
+// The same for a particular kernel: at most one full wave of the blocks that fit on the
+// GPU at once (registers decide), so grid-strided blocks never wait for a second wave.
+template <typename Kernel>
+int GridForKernel(Kernel kernel, int64_t items, int items_per_block) {
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0) != cudaSuccess ||
+      per_sm < 1)
+    per_sm = 1;
+  const int64_t needed = (items + items_per_block - 1) / items_per_block;
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(needed, int64_t{SmCount()} * per_sm)));
 }
 
 }  // namespace jax_fp4::cuda

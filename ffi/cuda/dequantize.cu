@@ -15,6 +15,7 @@ struct DequantizeParams {
   ElementFormat element_format;
   ScaleFormat scale_format;
   bool plus_zero_code8, device_math;
+  FastDiv vecs_per_row_div, rows_div;
 };
 
 template <typename Out>
@@ -50,8 +51,9 @@ __global__ void __launch_bounds__(kThreads)
   const bool fp4 = p.element_format == ElementFormat::kE2m1;
   for (int64_t v = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; v < total;
        v += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t row = v / vecs_per_row, col = (v - row * vecs_per_row) * 8;
-    const int64_t b = row / p.rows, r = row - b * p.rows;
+    const int64_t row = static_cast<int64_t>(p.vecs_per_row_div.Div(v));
+    const int64_t col = (v - row * vecs_per_row) * 8;
+    const int64_t b = static_cast<int64_t>(p.rows_div.Div(row)), r = row - b * p.rows;
     const float scale = DecodeScale(
         p.scale_format,
         scales[b * p.sf_size + SfOffset(p.layout, r, col / p.sf_vec_size, blocks_per_row)]);
@@ -89,7 +91,8 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> cod
   DequantizeParams p{d.batch, d.rows, d.last, sf_vec_size, layout,
                      SfBufferSize(layout, d.rows, d.last / sf_vec_size),
                      static_cast<ElementFormat>(element_format),
-                     static_cast<ScaleFormat>(scale_format), plus_zero_code8, device_math};
+                     static_cast<ScaleFormat>(scale_format), plus_zero_code8, device_math,
+                     FastDiv::Make(d.last / 8), FastDiv::Make(d.rows)};
   const int64_t code_row = p.element_format == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||

@@ -19,6 +19,7 @@ struct QuantizeParams {
   float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
+  FastDiv vecs_per_row_div, rows_div;  // set by Launch
 };
 
 template <InputType kType>
@@ -63,7 +64,7 @@ __device__ __forceinline__ void StoreBytes(uint8_t* dst, const uint32_t (&w)[4])
 // Quantizes the 16-byte vector `raw` (one thread's share of a scale block) with row state `q`.
 // All lanes of the warp must call it together: the block maximum is combined by shuffles
 // among the kLanes consecutive lanes that share a block. `keep` false gives zero output.
-template <class Q, class In>
+template <class Q, class In, bool kFourOverSix>
 __device__ __forceinline__ void QuantizeVector(const uint4& raw, const Q& q, bool keep,
                                                uint32_t (&w)[4], uint32_t& scale_code) {
   constexpr int kElems = In::kElems;
@@ -82,8 +83,8 @@ __device__ __forceinline__ void QuantizeVector(const uint4& raw, const Q& q, boo
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) w[i] = 0;
-  if constexpr (Q::kSfVec == 16 && kElems == 8 && Q::kFp4Out) {
-    if (q.four_over_six.on) {  // warp-uniform: one setting per launch
+  if constexpr (kFourOverSix && Q::kSfVec == 16 && kElems == 8 && Q::kFp4Out) {
+    {
       // 4over6 needs the whole block: the lane pair swaps halves, both run the recipe.
       const bool upper = threadIdx.x & 1;
       float block[16];
@@ -111,7 +112,8 @@ __device__ __forceinline__ void QuantizeVector(const uint4& raw, const Q& q, boo
       w[i / 8] |= Q::EncodePair(f[i], f[i + 1], bs.out_scale) << (8 * ((i / 2) & 3));
   } else {
 #pragma unroll
-    for (int i = 0; i < kElems; ++i) w[i / 4] |= Q::EncodeOne(f[i], bs.out_scale) << (8 * (i & 3));
+    for (int i = 0; i < kElems; i += 2)
+      w[i / 4] |= Q::EncodePairE4M3(f[i], f[i + 1], bs.out_scale) << (8 * (i & 3));
   }
   if (!keep) {
 #pragma unroll
@@ -145,8 +147,12 @@ __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeP
   }
 }
 
-// One thread per 16-byte input vector, grid-strided over all rows of all batches.
-template <Recipe kRecipe, bool kInputFp8, InputType kType>
+// Vectors a thread handles per loop trip: both loads are issued before either is used.
+constexpr int kUnroll = 2;
+
+// Each thread block takes tiles of kUnroll x kThreads consecutive 16-byte input vectors
+// (grid-strided); a vector's row and batch come from two multiply-shift divisions.
+template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
 __global__ void __launch_bounds__(kThreads)
     BlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
                         uint8_t* __restrict__ codes, uint8_t* __restrict__ scales,
@@ -156,42 +162,52 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kElems = In::kElems;
   constexpr int kLanes = Q::kSfVec / kElems;  // threads per scale block: 1, 2, 4 or 8
   constexpr int kOutBytes = Q::kFp4Out ? kElems / 2 : kElems;
+  constexpr int64_t kTile = int64_t{kUnroll} * kThreads;
   const int64_t vecs_per_row = p.padded_cols / kElems;
   const int64_t in_vecs_per_row = p.cols / kElems;
   const int64_t total = p.batch * p.rows * vecs_per_row;
   const int64_t blocks_per_row = p.padded_cols / Q::kSfVec;
-  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
-  const int lane = threadIdx.x & 31;
 
-  // Warp-uniform loop bound: all lanes take part in every shuffle.
-  for (int64_t v = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; v - lane < total; v += stride) {
-    const bool active = v < total;
-    const int64_t row = active ? v / vecs_per_row : 0;
-    const int64_t col_vec = v - row * vecs_per_row;
-    const int64_t b = row / p.rows, r = row - b * p.rows;
-    const bool keep = active && (p.row_mask == nullptr || p.row_mask[row] != 0);
-    uint4 raw = make_uint4(0, 0, 0, 0);
-    if (keep && col_vec < in_vecs_per_row) raw = x[row * in_vecs_per_row + col_vec];
-    Q q;
-    q.four_over_six = p.four_over_six;
-    if (Q::kUsesGlobalScale && keep)
-      q.InitRow(global_scale[b * p.global_scales_per_batch +
-                             (p.global_scales_per_batch == 1 ? 0 : r)],
-                p.scale_mode, p.runtime_zero);
-    uint32_t w[4], code;
-    QuantizeVector<Q, In>(raw, q, keep, w, code);
-    if (!active) continue;
-    StoreBytes<kOutBytes>(codes + v * kOutBytes, w);
-    if (col_vec % kLanes == 0)
-      StoreScale(scales + b * p.sf_size, p, r, col_vec / kLanes, blocks_per_row, code);
+  // Whole thread blocks iterate together, so every lane joins every shuffle.
+  for (int64_t tile = blockIdx.x; tile * kTile < total; tile += gridDim.x) {
+    uint4 raw[kUnroll];
+    int64_t row[kUnroll], col_vec[kUnroll];
+    bool keep[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t v = tile * kTile + u * kThreads + threadIdx.x;
+      const bool active = v < total;
+      row[u] = active ? static_cast<int64_t>(p.vecs_per_row_div.Div(v)) : 0;
+      col_vec[u] = v - row[u] * vecs_per_row;
+      keep[u] = active && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
+      raw[u] = make_uint4(0, 0, 0, 0);
+      if (keep[u] && col_vec[u] < in_vecs_per_row) raw[u] = x[row[u] * in_vecs_per_row + col_vec[u]];
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t v = tile * kTile + u * kThreads + threadIdx.x;
+      const int64_t b = static_cast<int64_t>(p.rows_div.Div(row[u])), r = row[u] - b * p.rows;
+      Q q;
+      q.four_over_six = p.four_over_six;
+      if (Q::kUsesGlobalScale && keep[u])
+        q.InitRow(global_scale[b * p.global_scales_per_batch +
+                               (p.global_scales_per_batch == 1 ? 0 : r)],
+                  p.scale_mode, p.runtime_zero);
+      uint32_t w[4], code;
+      QuantizeVector<Q, In, kFourOverSix>(raw[u], q, keep[u], w, code);
+      if (v >= total) continue;
+      StoreBytes<kOutBytes>(codes + v * kOutBytes, w);
+      if (col_vec[u] % kLanes == 0)
+        StoreScale(scales + b * p.sf_size, p, r, col_vec[u] / kLanes, blocks_per_row, code);
+    }
   }
   ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
-                  stride);
+                  int64_t{gridDim.x} * blockDim.x);
 }
 
 // Per-token NVFP4: one thread block per row (grid-strided). Pass 1 takes the row maximum,
 // pass 2 quantizes with the row's own scale; the second read of the row mostly hits L2.
-template <Recipe kRecipe, InputType kType>
+template <Recipe kRecipe, InputType kType, bool kFourOverSix>
 __global__ void __launch_bounds__(kThreads)
     PerTokenQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ s_inv,
                            uint8_t* __restrict__ codes, uint8_t* __restrict__ scales,
@@ -204,7 +220,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t blocks_per_row = p.cols / Q::kSfVec;
   __shared__ float warp_max[kThreads / 32];
   for (int64_t row = blockIdx.x; row < p.batch * p.rows; row += gridDim.x) {
-    const int64_t b = row / p.rows, r = row - b * p.rows;
+    const int64_t b = static_cast<int64_t>(p.rows_div.Div(row)), r = row - b * p.rows;
     const bool keep = p.row_mask == nullptr || p.row_mask[row] != 0;
     const uint4* in = x + row * vecs_per_row;
     float amax = 0.0f;
@@ -235,7 +251,7 @@ __global__ void __launch_bounds__(kThreads)
       const bool active = v < vecs_per_row;
       const uint4 raw = keep && active ? in[v] : make_uint4(0, 0, 0, 0);
       uint32_t w[4], code;
-      QuantizeVector<Q, In>(raw, q, keep, w, code);
+      QuantizeVector<Q, In, kFourOverSix>(raw, q, keep, w, code);
       if (!active) continue;
       StoreBytes<kElems / 2>(codes + (row * vecs_per_row + v) * (kElems / 2), w);
       if (v % kLanes == 0)
@@ -246,21 +262,36 @@ __global__ void __launch_bounds__(kThreads)
                   int64_t{gridDim.x} * blockDim.x);
 }
 
-template <Recipe kRecipe, bool kInputFp8, InputType kType>
-void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes, uint8_t* sf,
-            const QuantizeParams& p) {
+template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
+void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes,
+                  uint8_t* sf, const QuantizeParams& p) {
   if (p.per_token_scale != nullptr) {
     if constexpr (!kInputFp8 && (kType == InputType::kF16 || kType == InputType::kBf16) &&
                   (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact))
-      PerTokenQuantizeKernel<kRecipe, kType>
+      PerTokenQuantizeKernel<kRecipe, kType, kFourOverSix>
           <<<GridFor(p.batch * p.rows, 1), kThreads, 0, stream>>>(
               static_cast<const uint4*>(x), gs, codes, sf, p);
     return;
   }
   constexpr int kElems = InputTraits<kType>::kElems;
-  BlockQuantizeKernel<kRecipe, kInputFp8, kType>
-      <<<GridFor(p.batch * p.rows * (p.padded_cols / kElems)), kThreads, 0, stream>>>(
-          static_cast<const uint4*>(x), gs, codes, sf, p);
+  auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
+  const int grid = GridForKernel(kernel, p.batch * p.rows * (p.padded_cols / kElems),
+                                 kThreads * kUnroll);
+  kernel<<<grid, kThreads, 0, stream>>>(static_cast<const uint4*>(x), gs, codes, sf, p);
+}
+
+template <Recipe kRecipe, bool kInputFp8, InputType kType>
+void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes, uint8_t* sf,
+            QuantizeParams p) {
+  p.vecs_per_row_div = FastDiv::Make(p.padded_cols / InputTraits<kType>::kElems);
+  p.rows_div = FastDiv::Make(p.rows);
+  // 4over6 is its own instantiation so the common kernels do not carry its code.
+  constexpr bool kCanFourOverSix =
+      !kInputFp8 && (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact);
+  if (kCanFourOverSix && p.four_over_six.on)
+    LaunchKernel<kRecipe, kInputFp8, kType, kCanFourOverSix>(stream, x, gs, codes, sf, p);
+  else
+    LaunchKernel<kRecipe, kInputFp8, kType, false>(stream, x, gs, codes, sf, p);
 }
 
 template <Recipe kRecipe>
