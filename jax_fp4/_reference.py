@@ -4,16 +4,20 @@ Every function here is jittable, has static output shapes and reproduces the
 CUDA/CPU FFI handlers bit for bit. Section numbers ("SPEC 4.2") refer to
 ``shared/SPEC.md``, the specification of FlashInfer's ``flashinfer.quantization``.
 
-Two platform facts shape the code:
+Three platform facts shape the code:
 
 * XLA:CPU runs float32 arithmetic with flush-to-zero and denormals-are-zero,
   XLA:GPU does not. The device recipes (SPEC 1.1/1.2) flush operands and results
   explicitly, so both platforms see the same values. The x86 flush decides
   "subnormal" on the result rounded with an unbounded exponent, while the SPEC
-  rounds to the IEEE grid first; the two differ only for exact results in
-  ``[2^-126 - 2^-150, 2^-126 - 2^-151)``, which ``mul``/``div`` patch (per-block
-  scalars). Per-element products feed an encoder that maps every ``|y| < 2^-24``
-  to a signed zero, so there the patch is unnecessary (``_mul_elem``).
+  rounds to the IEEE grid first; for products the two differ only for exact
+  results in ``[2^-126 - 2^-150, 2^-126 - 2^-151)``, which ``mul`` patches
+  (per-block scalars). Per-element products feed an encoder that maps every
+  ``|y| < 2^-24`` to a signed zero, so there the patch is unnecessary
+  (``_mul_elem``).
+* XLA:GPU float32 division is not correctly rounded (it returns the
+  ``rcp.approx`` bits for ``1/x``), so ``div`` and ``rcp`` never use the
+  platform's division: they use the exact integer division ``_rcp.ieee_div``.
 * Host functions (``*_host``, ``e2m1_and_ufp8sf_scale_to_float``) use IEEE
   float32 without flushing, so their products are built with integer
   arithmetic (``hmul``), subnormal results included.
@@ -31,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._rcp import rcp
+from ._rcp import ieee_div, rcp
+from ._rcp import rne_shift_right as _rne_shift_right
+from ._rcp import round_pack as _round_pack
 
 __all__ = [
     "LAYOUT_LINEAR",
@@ -172,6 +178,9 @@ def mul(a: jax.Array, b: jax.Array) -> jax.Array:
 def div(a: jax.Array, b: jax.Array) -> jax.Array:
     """Device float32 division ``div(a, b)`` of SPEC 1.2 (RN, flushed), any platform.
 
+    Built on the integer ``ieee_div``: XLA:GPU float32 division is not correctly
+    rounded, and XLA:CPU's flush differs from "round, then flush" (see ``mul``).
+
     Args:
       a: float32 array.
       b: float32 array, broadcastable with ``a``.
@@ -179,62 +188,13 @@ def div(a: jax.Array, b: jax.Array) -> jax.Array:
     Returns:
       float32 array of the broadcast shape.
     """
-    a, b = jnp.broadcast_arrays(_ftz(a), _ftz(b))
-    q = _ftz(a / b)
-    ua, ub = _bits(a), _bits(b)
-    sa, ea, ma, fa = _split(ua)
-    sb, eb, mb, fb = _split(ub)
-    # Same window as in ``mul``: the exact quotient (ma/mb) * 2^(ea-eb) rounds
-    # (IEEE) to 2^-126 but x86 flushes it. ma/mb in (0.5, 1) needs ea-eb = -126,
-    # in [1, 2) needs ea-eb = -127; the RN significand is all ones and the exact
-    # quotient is not below it (sign of the small remainder, read mod 2^32).
-    q_bits = _bits(fa / fb)
-    d = ea - eb
-    all_ones = np.uint32(0xFFFFFF)
-    rem_lo = lax.bitcast_convert_type((ma << 24) - all_ones * mb, jnp.int32)
-    rem_hi = lax.bitcast_convert_type((ma << 23) - all_ones * mb, jnp.int32)
-    finite = (ea > 0) & (ea < 255) & (eb > 0) & (eb < 255)
-    window = finite & (
-        ((ma < mb) & (d == -126) & (q_bits == 0x3F7FFFFF) & (rem_lo >= 0))
-        | ((ma >= mb) & (d == -127) & (q_bits == 0x3FFFFFFF) & (rem_hi >= 0))
-    )
-    return jnp.where(window, _float((sa ^ sb) | _MIN_NORMAL), q)
+    return _ftz(ieee_div(_ftz(a), _ftz(b)))
 
 
 def _fmin_flt_max(x: jax.Array) -> jax.Array:
     """``fminf(x, FLT_MAX)``: NaN and +inf become FLT_MAX."""
     u = _bits(x)
     return jnp.where(_is_nan(u) | (u == _EXP), FLT_MAX, x)
-
-
-def _rne_shift_right(v: jax.Array, s: jax.Array) -> jax.Array:
-    """``v / 2^s`` rounded to nearest even; v uint32, s uint32 in [0, 31]."""
-    q = v >> s
-    one = jnp.uint32(1)
-    rem = v & (jnp.left_shift(one, s) - one)
-    half = jnp.left_shift(one, jnp.maximum(s, one) - one)
-    up = (s > 0) & ((rem > half) | ((rem == half) & ((q & 1) == 1)))
-    return q + up.astype(_U32)
-
-
-def _round_pack(sign: jax.Array, p: jax.Array, e: jax.Array) -> jax.Array:
-    """float32 bits of ``±p * 2^e`` rounded to nearest even on the IEEE grid.
-
-    ``p`` is uint32 in ``[1, 2^30)``, ``e`` int32; subnormal results are kept,
-    overflow gives ±inf.
-    """
-    nbits = 32 - lax.clz(p).astype(jnp.int32)
-    # Keep 24 significant bits, or fewer where the result is subnormal (ulp 2^-149).
-    shift = jnp.maximum(nbits - 24, -149 - e)
-    left = jnp.clip(-shift, 0, 31).astype(_U32)
-    right = jnp.clip(shift, 0, 31).astype(_U32)
-    q = jnp.where(shift <= 0, p << left, _rne_shift_right(p, right))
-    # q has its leading bit at 2^23 (normal) or below it (subnormal, exponent field
-    # 0); adding it to (biased exponent - 1) << 23 also handles the rounding carry.
-    ebase = e + shift + 149
-    bits = (jnp.clip(ebase, 0, 254).astype(_U32) << 23) + q
-    bits = jnp.where((ebase > 254) | (bits >= _EXP), _EXP, bits)
-    return sign | bits
 
 
 def hmul(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -746,18 +706,23 @@ def fp4_quantize(
             f"fp4_quantize: global_scale has {gs.shape[0]} elements, "
             f"expected 1 or M={m}"
         )
-    gs = jnp.broadcast_to(gs, (m,))[:, None]  # per row, broadcast over blocks
+    # The inverse flag is applied before the scale is spread over rows (this
+    # also keeps XLA's algebraic simplifier out of a rewrite loop it otherwise
+    # enters on two chained divisions of a broadcast operand).
+    fp8 = dtype == jnp.float8_e4m3fn
+    if inversed and (fp8 or not exact):
+        gs = rcp(gs)  # S = rcp(S_user); for NVFP4 4.2.1 rcp(S) follows later
+    elif inversed:
+        gs = div(np.float32(1), gs)  # exact mode, SPEC 4.3
+    s = jnp.broadcast_to(gs, (m,))[:, None]  # per row, broadcast over blocks
 
-    if dtype == jnp.float8_e4m3fn:
-        s = rcp(gs) if inversed else gs
+    if fp8:
         codes, sf = _fp8_input(xb, s, use_ue8m0)
     elif use_ue8m0:
         codes, sf = _mxfp4(xb)
     elif exact:
-        s = div(np.float32(1), gs) if inversed else gs
         codes, sf = _nvfp4_exact(xb, s)
     else:
-        s = rcp(gs) if inversed else gs  # 4.2.1: later rcp(S) is evaluated too
         codes, sf = _nvfp4_fast(xb, s)
 
     q = pack_fp4(codes.reshape(m, k)).reshape(*lead, k // 2)

@@ -14,6 +14,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jax_fp4 import _primitives as prims
+from jax_fp4._rcp import ieee_div
 from jax_fp4._shapes import SfLayout, sf_buffer_size
 from jax_fp4._validation import (
     as_array,
@@ -249,7 +250,9 @@ def nvfp4_dequantize(
         raise ValueError(f"{op}: global_scale must be one float, got {dtype_name(g.dtype)} "
                          f"{tuple(g.shape)}")
     g = g.astype(jnp.float32).reshape(1)
-    decode = g if is_global_scale_inversed else np.float32(1.0) / g
+    # 1/S as an IEEE division on every platform (XLA:GPU's own float division is not
+    # correctly rounded).
+    decode = g if is_global_scale_inversed else ieee_div(np.float32(1.0), g)
     out = _bind_dequantize(
         q.reshape(rows, k // 2), sf, decode, backend=backend,
         element_format=prims.ELEMENT_E2M1, scale_format=prims.SCALE_E4M3, sf_vec_size=16,

@@ -14,6 +14,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jax_fp4 import _primitives as prims
+from jax_fp4._rcp import ieee_div
 from jax_fp4._shapes import SfLayout
 from jax_fp4._validation import (
     as_array,
@@ -254,9 +255,10 @@ def nvfp4_quantize_paged_kv_cache(
                              f"head_dim = {d} a multiple of 64")
         if gsf is None:
             amax = jnp.max(jnp.abs(c).astype(jnp.float32), initial=0.0)
-            # FlashInfer divides in double; float32 division of 448 by a float32 amax rounds
-            # the same (no double-rounding case exists for such quotients).
-            gsf = jnp.where(amax > np.float32(1e-12), np.float32(448.0) / amax,
+            # FlashInfer divides in double; an IEEE float32 division of 448 by a float32
+            # amax rounds the same (no double-rounding case exists for such quotients).
+            # XLA:GPU's own division is not correctly rounded, hence ieee_div.
+            gsf = jnp.where(amax > np.float32(1e-12), ieee_div(np.float32(448.0), amax),
                             np.float32(448.0 / 1e-12))
         gsf = _global_scale_rows(op, f"{name[0]}_global_sf", gsf, 1, required=True)
         q, sf = fp4_quantize(c.reshape(-1, d), gsf, 16, False, False, backend=backend)
@@ -265,6 +267,6 @@ def nvfp4_quantize_paged_kv_cache(
         if name == "v_cache":
             sf = _v_scale_interleave(sf, kv_layout)
         results.append((q, lax.bitcast_convert_type(sf, jnp.float8_e4m3fn),
-                        (np.float32(1.0) / gsf[0]).astype(jnp.float32)))
+                        ieee_div(np.float32(1.0), gsf[0])))
     (kq, ksf, kdec), (vq, vsf, vdec) = results
     return (kq, vq), (ksf, vsf), kdec, vdec

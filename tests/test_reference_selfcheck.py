@@ -300,6 +300,27 @@ def test_mul_div_underflow_window():
     np.testing.assert_array_equal(u32(jax.jit(R.div)(q, a)), u32(ftz_np(ftz_np(q) / a)))
 
 
+def test_ieee_div_matches_numpy():
+    # XLA:GPU division is not correctly rounded; the twin divides in integers.
+    rng = np.random.default_rng(6)
+    n = 300_000
+    a = f32(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32))
+    b = f32(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32))
+    tiny = f32(rng.integers(0, 0x01000000, n).astype(np.uint32))
+    a = np.where(rng.random(n) < 0.2, tiny, a)
+    b = np.where(rng.random(n) < 0.2, tiny, b)
+    b[:4] = [0, -0.0, np.inf, 1.0]
+    a[:4] = [0, 1.0, np.inf, np.nan]
+    with np.errstate(all="ignore"):
+        want = a / b
+    got = np.asarray(jax.jit(RCP.ieee_div)(a, b))
+    assert ((u32(got) == u32(want)) | (np.isnan(got) & np.isnan(want))).all()
+    assert ((want != 0) & (np.abs(want) < 2.0**-126)).sum() > 100  # subnormals seen
+    m = f32(np.arange(1 << 23, dtype=np.uint32) | np.uint32(0x3F800000))
+    r = np.asarray(jax.jit(lambda v: RCP.ieee_div(jnp.float32(1), v))(m))
+    np.testing.assert_array_equal(u32(r), u32(np.float32(1) / m))
+
+
 def test_hmul_matches_ieee_including_subnormals():
     rng = np.random.default_rng(3)
     n = 300_000
