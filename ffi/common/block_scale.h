@@ -28,10 +28,15 @@ struct BlockScale {
   float out_scale;  // elements are encoded from Mul(x, out_scale)
 };
 
-// Block maximum (4.1): NaN operands are ignored, like fmaxf; +-inf is the largest value.
+// Block maximum (4.1) with fmaxf semantics: NaN operands are ignored unless every one is
+// NaN (then the maximum is NaN, as FlashInfer's half-precision max gives); +-inf is the
+// largest value. Start a reduction from kNoMax.
+constexpr uint32_t kNoMaxBits = 0x7FC00000u;  // quiet NaN: "no element seen yet"
+
 JAX_FP4_HD float AbsMax(float running, float x) {
   const float a = BitsFloat(FloatBits(x) & kAbsMask);
-  return a > running ? a : running;
+  if (IsNan(a)) return running;
+  return IsNan(running) || a > running ? a : running;
 }
 
 // MXFP8 clamp (4.7 step 7): fminf/fmaxf semantics, so a NaN product becomes +448.
@@ -166,9 +171,9 @@ struct BlockQuantizer {
     } else if constexpr (kRecipe == Recipe::kMxfp4) {  // 4.5
       const uint32_t code = EncodeUe8m0(Mul(a, BitsFloat(kRcp6Bits)));
       return {code, Ue8m0InverseScale(code)};
-    } else {  // kMxfp8, 4.7
+    } else {  // kMxfp8, 4.7: rcp of the device value; an all-NaN block's code 255 gives NaN
       const uint32_t code = EncodeUe8m0(Mul(a, BitsFloat(kRcp448Bits)));
-      return {code, Ue8m0InverseScale(code)};
+      return {code, code == 255u ? BitsFloat(0x7FC00000u) : Ue8m0InverseScale(code)};
     }
   }
 

@@ -56,7 +56,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
                                                    (s.global_scales_per_batch == 1 ? 0 : r)]
                                     : 1.0f;
       if (s.per_token_scale) {
-        float row_amax = 0.0f;
+        float row_amax = BitsFloat(kNoMaxBits);
         for (int64_t col = 0; col < s.cols; ++col)
           row_amax = AbsMax(row_amax, LoadInput<kType>(x, in_row + col));
         s.per_token_scale[row] = q.InitPerTokenRow(row_amax, gs);
@@ -64,7 +64,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
         q.InitRow(gs, s.scale_mode, 0u);
       }
       for (int64_t j = 0; j < blocks; ++j) {
-        float amax = 0.0f;
+        float amax = BitsFloat(kNoMaxBits);
         for (int i = 0; i < kSfVec; ++i) {
           const int64_t col = j * kSfVec + i;
           v[i] = col < s.cols ? q.Prepare(LoadInput<kType>(x, in_row + col)) : 0.0f;

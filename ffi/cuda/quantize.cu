@@ -70,17 +70,15 @@ __device__ __forceinline__ void QuantizeVector(const uint4& raw, const Q& q, boo
   constexpr int kElems = In::kElems;
   constexpr int kLanes = Q::kSfVec / kElems;
   float f[kElems];
-  float amax = 0.0f;
+  float amax = BitsFloat(kNoMaxBits);
 #pragma unroll
   for (int i = 0; i < kElems; ++i) {
     f[i] = q.Prepare(In::Get(raw, i));
     amax = AbsMax(amax, f[i]);
   }
 #pragma unroll
-  for (int offset = 1; offset < kLanes; offset <<= 1) {
-    const float other = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
-    amax = other > amax ? other : amax;
-  }
+  for (int offset = 1; offset < kLanes; offset <<= 1)
+    amax = AbsMax(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, offset));
 #pragma unroll
   for (int i = 0; i < 4; ++i) w[i] = 0;
   if constexpr (kFourOverSix && Q::kSfVec == 16 && kElems == 8 && Q::kFp4Out) {
@@ -223,7 +221,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t b = static_cast<int64_t>(p.rows_div.Div(row)), r = row - b * p.rows;
     const bool keep = p.row_mask == nullptr || p.row_mask[row] != 0;
     const uint4* in = x + row * vecs_per_row;
-    float amax = 0.0f;
+    float amax = BitsFloat(kNoMaxBits);
     if (keep)
       for (int64_t v = threadIdx.x; v < vecs_per_row; v += kThreads) {
         const uint4 raw = in[v];
@@ -231,13 +229,11 @@ __global__ void __launch_bounds__(kThreads)
         for (int i = 0; i < kElems; ++i) amax = AbsMax(amax, In::Get(raw, i));
       }
 #pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) {
-      const float other = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
-      amax = other > amax ? other : amax;
-    }
+    for (int offset = 16; offset > 0; offset >>= 1)
+      amax = AbsMax(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, offset));
     if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = amax;
     __syncthreads();
-    float row_amax = 0.0f;
+    float row_amax = BitsFloat(kNoMaxBits);
 #pragma unroll
     for (int i = 0; i < kThreads / 32; ++i) row_amax = AbsMax(row_amax, warp_max[i]);
     __syncthreads();  // warp_max is rewritten for the next row
