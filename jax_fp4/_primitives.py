@@ -232,7 +232,8 @@ block_dequantize_p = _define(
 def _rowwise(fn: Callable, *args):
     """fn over the flattened leading axes of its operands (each row one problem)."""
     lead = args[0].shape[:-1]
-    flat = [a.reshape(-1, a.shape[-1]) for a in args]
+    rows = int(np.prod(lead, dtype=np.int64))  # explicit: reshape(-1, 0) cannot infer it
+    flat = [a.reshape(rows, a.shape[-1]) for a in args]
     outs = jax.vmap(fn)(*flat)
     return [o.reshape(*lead, o.shape[-1]) for o in outs]
 
@@ -248,7 +249,8 @@ def _interleave_abstract(x, *, shuffle_block):
 
 def _interleave_twin(x, *, shuffle_block):
     rows, cols = x.shape[-2:]
-    flat = _reference.block_scale_interleave(x.reshape(-1, rows, cols),
+    batch = int(np.prod(x.shape[:-2], dtype=np.int64))
+    flat = _reference.block_scale_interleave(x.reshape(batch, rows, cols),
                                              shuffle_block=shuffle_block)
     return (flat.reshape(*x.shape[:-2], sf_buffer_size(0, rows, cols)),)
 

@@ -82,7 +82,16 @@ def e2m1_and_ufp8sf_scale_to_float(
         >>> x_q, sf = fp4_quantize(x, gs)
         >>> x_hat = e2m1_and_ufp8sf_scale_to_float(x_q, sf, 1.0 / gs)
     """
-    op = "e2m1_and_ufp8sf_scale_to_float"
+    return _e2m1_and_ufp8sf_scale_to_float(
+        e2m1_tensor, ufp8_scale_tensor, global_scale_tensor, sf_vec_size, ufp8_type,
+        is_sf_swizzled_layout, is_sf_8x4_layout, backend)
+
+
+def _e2m1_and_ufp8sf_scale_to_float(
+        e2m1_tensor, ufp8_scale_tensor, global_scale_tensor, sf_vec_size, ufp8_type,
+        is_sf_swizzled_layout, is_sf_8x4_layout, backend, op="e2m1_and_ufp8sf_scale_to_float",
+        names=("e2m1_tensor", "ufp8_scale_tensor", "global_scale_tensor")):
+    """The body; wrappers pass their own op and argument names for errors."""
     backend = resolve_backend(op, backend)
     layout = _layout_from_flags(op, is_sf_swizzled_layout, is_sf_8x4_layout)
     if ufp8_type not in (0, 1):
@@ -90,18 +99,22 @@ def e2m1_and_ufp8sf_scale_to_float(
     if not isinstance(sf_vec_size, int) or sf_vec_size <= 0 or sf_vec_size % 8:
         raise ValueError(f"{op}: sf_vec_size={sf_vec_size!r} must be a positive multiple of 8")
     codes = as_array(e2m1_tensor)
-    check_dtype(op, "e2m1_tensor", codes, (jnp.uint8,))
-    check_rank(op, "e2m1_tensor", codes, (2,))
+    check_dtype(op, names[0], codes, (jnp.uint8,))
+    check_rank(op, names[0], codes, (2,))
     rows, k = codes.shape[0], 2 * codes.shape[1]
-    check_multiple(op, "K (2 x the last dim of e2m1_tensor)", k, sf_vec_size)
-    sf = _check_scale_buffer(op, "ufp8_scale_tensor", as_array(ufp8_scale_tensor), layout,
+    check_multiple(op, f"K (2 x the last dim of {names[0]})", k, sf_vec_size)
+    sf = _check_scale_buffer(op, names[1], as_array(ufp8_scale_tensor), layout,
                              rows, k // sf_vec_size)
     if global_scale_tensor is None or ufp8_type == 0:
         g = jnp.ones((1,), jnp.float32)  # FlashInfer's C++ path ignores it for UE8M0
     else:
-        g = as_array(global_scale_tensor)
-        if not jnp.issubdtype(g.dtype, jnp.floating) or g.size != 1:
-            raise ValueError(f"{op}: global_scale_tensor must be one float, got "
+        g = as_array(float(global_scale_tensor)
+                     if isinstance(global_scale_tensor, (int, np.integer)) else global_scale_tensor)
+        if not jnp.issubdtype(g.dtype, jnp.floating):
+            raise TypeError(f"{op}: {names[2]} must be floating point, got "
+                            f"{dtype_name(g.dtype)}")
+        if g.size != 1:
+            raise ValueError(f"{op}: {names[2]} must be one float, got "
                              f"{dtype_name(g.dtype)} {tuple(g.shape)}")
         g = g.astype(jnp.float32).reshape(1)
     return _bind_dequantize(
@@ -127,10 +140,11 @@ def mxfp4_dequantize(
     Returns:
         float32 ``[M, K]``.
     """
-    layout = _as_layout("mxfp4_dequantize", sfLayout)
-    return e2m1_and_ufp8sf_scale_to_float(
+    op = "mxfp4_dequantize"
+    layout = _as_layout(op, sfLayout)
+    return _e2m1_and_ufp8sf_scale_to_float(
         a_fp4, a_sf, None, 32, 0, layout != SfLayout.layout_linear,
-        layout == SfLayout.layout_8x4, backend)
+        layout == SfLayout.layout_8x4, backend, op=op, names=("a_fp4", "a_sf", "-"))
 
 
 def mxfp4_dequantize_host(
@@ -191,7 +205,8 @@ def mxfp8_dequantize_host(
     """
     op = "mxfp8_dequantize_host"
     backend = resolve_backend(op, backend)
-    layout = (_as_layout(op, sf_swizzle_layout) if sf_swizzle_layout is not None
+    layout = (_as_layout(op, sf_swizzle_layout, "sf_swizzle_layout")
+              if sf_swizzle_layout is not None
               else SfLayout.layout_128x4 if is_sf_swizzled_layout else SfLayout.layout_linear)
     x = as_array(input)
     check_dtype(op, "input", x, (jnp.uint8, jnp.float8_e4m3fn))
@@ -284,7 +299,7 @@ def mxfp8_dequantize(
     """
     op = "mxfp8_dequantize"
     backend = resolve_backend(op, backend)
-    layout = _as_layout(op, sf_swizzle_layout)
+    layout = _as_layout(op, sf_swizzle_layout, "sf_swizzle_layout")
     x = as_array(x_q)
     check_dtype(op, "x_q", x, (jnp.uint8, jnp.float8_e4m3fn))
     check_rank(op, "x_q", x, min_rank=1)

@@ -72,7 +72,10 @@ def block_scale_interleave_reverse(
     """
     op = "block_scale_interleave_reverse"
     buf = as_array(sf_buffer)
-    layout = SfLayout(int(layout))
+    try:
+        layout = SfLayout(int(layout))
+    except (ValueError, TypeError):
+        raise ValueError(f"{op}: layout={layout!r} is not an SfLayout (0, 1 or 2)") from None
     if buf.size != sf_buffer_size(layout, rows, cols):
         raise ValueError(f"{op}: sf_buffer has {buf.size} elements; a {layout.name} buffer for "
                          f"[{rows}, {cols}] has {sf_buffer_size(layout, rows, cols)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.typing import ArrayLike
 
 from jax_fp4 import _primitives as prims
@@ -20,8 +21,14 @@ def _little(op: str, bitorder: str) -> bool:
 
 
 def _as_bytes(x: jax.Array) -> jax.Array:
-    # Non-zero is 1 (NumPy's bool conversion: -0.0 is 0, NaN is 1); 1-byte types go as is.
-    return x if x.dtype in _BYTE_DTYPES else x != 0
+    """Non-zero is 1 (NumPy's bool conversion: -0.0 is 0, NaN and subnormals are 1)."""
+    if x.dtype in _BYTE_DTYPES:
+        return x
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        # On the bits: XLA:CPU flushes subnormals, so `x != 0` would call them zero.
+        bits = jnp.dtype(f"uint{8 * x.dtype.itemsize}")
+        return (lax.bitcast_convert_type(x, bits) << 1) != 0
+    return x != 0
 
 
 def packbits(x: ArrayLike, bitorder: str = "big", backend: str = "auto") -> jax.Array:
@@ -87,6 +94,7 @@ def segment_packbits(
     op = "segment_packbits"
     backend = resolve_backend(op, backend)
     little = _little(op, bitorder)
+    known = concrete_value(indptr)  # before as_array: under jit that would stage a constant
     xa, ptr = as_array(x), as_array(indptr)
     check_rank(op, "x", xa, (1,))
     check_rank(op, "indptr", ptr, (1,))
@@ -96,7 +104,6 @@ def segment_packbits(
         if not jnp.issubdtype(ptr.dtype, jnp.integer):
             raise TypeError(f"{op}: indptr must be an integer array, got {ptr.dtype.name}")
         ptr = ptr.astype(jnp.int32)
-    known = concrete_value(ptr)
     if known is not None:
         lengths = np.diff(known.astype(np.int64))
         if known[0] < 0 or (lengths < 0).any() or known[-1] > xa.shape[0]:

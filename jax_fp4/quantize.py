@@ -40,11 +40,11 @@ def _layout_from_flags(op: str, swizzled: bool, is_8x4: bool) -> SfLayout:
     return SfLayout.layout_8x4 if is_8x4 else SfLayout.layout_128x4
 
 
-def _as_layout(op: str, layout) -> SfLayout:
+def _as_layout(op: str, layout, name: str = "sfLayout") -> SfLayout:
     try:
         return SfLayout(int(layout))
     except (ValueError, TypeError):
-        raise ValueError(f"{op}: sfLayout={layout!r} is not an SfLayout (0, 1 or 2)") from None
+        raise ValueError(f"{op}: {name}={layout!r} is not an SfLayout (0, 1 or 2)") from None
 
 
 def _global_scale_rows(op: str, name: str, scale, rows: int, *, required: bool) -> jax.Array:
@@ -53,6 +53,8 @@ def _global_scale_rows(op: str, name: str, scale, rows: int, *, required: bool) 
         if required:
             raise ValueError(f"{op}: {name} is required for NVFP4 (E4M3 scales)")
         return jnp.ones((1,), jnp.float32)
+    if isinstance(scale, (int, np.integer)) and not isinstance(scale, bool):
+        scale = float(scale)  # a Python int like 2688 is a fine scale
     scale = as_array(scale)
     if not jnp.issubdtype(scale.dtype, jnp.floating):
         raise TypeError(f"{op}: {name} must be a floating-point scalar or array, "
@@ -165,7 +167,15 @@ def fp4_quantize(
         ((128, 32), (128, 4))
     """
     del enable_pdl
-    op = "fp4_quantize"
+    return _fp4_quantize(input, global_scale, sf_vec_size, sf_use_ue8m0, is_sf_swizzled_layout,
+                         is_sf_8x4_layout, is_global_scale_inversed, backend, exact,
+                         four_over_six)
+
+
+def _fp4_quantize(x, global_scale, sf_vec_size, sf_use_ue8m0, is_sf_swizzled_layout,
+                  is_sf_8x4_layout, is_global_scale_inversed, backend, exact, four_over_six,
+                  op="fp4_quantize", names=("input", "global_scale")):
+    """fp4_quantize's body; wrappers pass their own op and argument names for errors."""
     backend = resolve_backend(op, backend)
     if sf_vec_size not in (16, 32):
         raise NotImplementedError(f"{op}: sf_vec_size={sf_vec_size}; only 16 and 32 exist")
@@ -173,11 +183,11 @@ def fp4_quantize(
         raise ValueError(f"{op}: sf_vec_size={sf_vec_size} with sf_use_ue8m0={sf_use_ue8m0}; "
                          "NVFP4 is 16 with E4M3 scales (False), MXFP4 is 32 with UE8M0 (True)")
     layout = _layout_from_flags(op, is_sf_swizzled_layout, is_sf_8x4_layout)
-    x = as_array(input)
-    _check_fp4_input(op, "input", x, sf_vec_size)
+    x = as_array(x)
+    _check_fp4_input(op, names[0], x, sf_vec_size)
     rows = math.prod(x.shape[:-1])
     needs_scale = sf_vec_size == 16
-    gs = _global_scale_rows(op, "global_scale", global_scale, rows, required=needs_scale)
+    gs = _global_scale_rows(op, names[1], global_scale, rows, required=needs_scale)
     fos = _four_over_six_bits(op, four_over_six)
     if fos and (sf_vec_size != 16 or x.dtype == jnp.float8_e4m3fn):
         raise ValueError(f"{op}: four_over_six needs NVFP4 (sf_vec_size=16) with float16 or "
@@ -258,9 +268,9 @@ def nvfp4_quantize(
     if do_shuffle:
         _check_shuffle_shape(op, x)
     if not per_token_activation:
-        x_q, sf = fp4_quantize(x, a_global_sf, 16, False, qlayout != SfLayout.layout_linear,
-                               qlayout == SfLayout.layout_8x4, False, enable_pdl, backend,
-                               exact=exact, four_over_six=four_over_six)
+        x_q, sf = _fp4_quantize(x, a_global_sf, 16, False, qlayout != SfLayout.layout_linear,
+                                qlayout == SfLayout.layout_8x4, False, backend, exact,
+                                four_over_six, op=op, names=("a", "a_global_sf"))
         if do_shuffle:
             x_q, sf = _shuffle_weight(x_q, sf, backend)
         return x_q, sf
@@ -301,12 +311,14 @@ def _shuffle_weight(x_q, sf_linear, backend):
 
 def _rows_selected(op: str, idx, rows: int) -> jax.Array:
     """uint8 [rows]: 1 where some entry of idx[:rows] names the row (SPEC 5.3)."""
+    known = concrete_value(idx)  # before as_array: under jit that would stage a constant
     idx = as_array(idx)
     if not jnp.issubdtype(idx.dtype, jnp.integer):
         raise TypeError(f"{op}: expanded_idx_to_permuted_idx must be an integer array, got "
                         f"{dtype_name(idx.dtype)}")
     idx = idx.reshape(-1)[:rows].astype(jnp.int32)
-    known = concrete_value(idx)
+    if known is not None:
+        known = known.reshape(-1)[:rows]
     if known is not None and (known >= rows).any():
         raise ValueError(f"{op}: expanded_idx_to_permuted_idx has entries >= M = {rows}: "
                          f"{sorted(set(known[known >= rows].tolist()))[:8]}")
@@ -395,9 +407,12 @@ def mxfp4_quantize(
         >>> sf.shape
         (128, 4)
     """
-    layout = _as_layout("mxfp4_quantize", sfLayout)
-    return fp4_quantize(a, None, 32, True, layout != SfLayout.layout_linear,
-                        layout == SfLayout.layout_8x4, False, enable_pdl, backend)
+    del enable_pdl
+    op = "mxfp4_quantize"
+    layout = _as_layout(op, sfLayout)
+    return _fp4_quantize(a, None, 32, True, layout != SfLayout.layout_linear,
+                         layout == SfLayout.layout_8x4, False, backend, False, None, op=op,
+                         names=("a", "global_scale"))
 
 
 def nvfp4_batched_quantize(
@@ -441,7 +456,7 @@ def nvfp4_batched_quantize(
     x_q, sf = _bind_fp4(x, gs, sf_vec_size=16, use_ue8m0=False, layout=SfLayout.layout_128x4,
                         scale_mode=prims.SCALE_ENCODE, exact=exact, backend=backend,
                         num_batch_dims=1, four_over_six=fos)
-    return x_q, sf.reshape(batch, -1)
+    return x_q, sf.reshape(batch, sf.shape[1] * sf.shape[2])
 
 
 def mxfp8_quantize(
@@ -479,7 +494,8 @@ def mxfp8_quantize(
     del enable_pdl
     op = "mxfp8_quantize"
     backend = resolve_backend(op, backend)
-    layout = (_as_layout(op, sf_swizzle_layout) if sf_swizzle_layout is not None
+    layout = (_as_layout(op, sf_swizzle_layout, "sf_swizzle_layout")
+              if sf_swizzle_layout is not None
               else SfLayout.layout_128x4 if is_sf_swizzled_layout else SfLayout.layout_linear)
     if not isinstance(alignment, int) or alignment <= 0 or alignment % 32:
         raise ValueError(f"{op}: alignment={alignment!r} must be a positive multiple of 32")

@@ -1,6 +1,6 @@
 """Shared pytest setup and helpers for the jax_fp4 test suite.
 
-* Forces 4 CPU devices (before any computation) so sharding tests have devices to use.
+* Forces 8 CPU devices (before any computation) so sharding tests have devices to use.
 * Registers the ``cuda`` and ``slow`` markers.
 * ``platform`` fixture: every backend-comparing test runs on ``"cpu"`` and, when
   ``jax_fp4.cuda_available()``, on ``"cuda"``. GPU cases carry the ``cuda`` marker and are
@@ -13,23 +13,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from functools import partial
 
 import jax
 
-try:  # must happen before any computation; jax >= 0.4.31 has the option
-    jax.config.update("jax_num_cpu_devices", 4)
-except Exception:  # pragma: no cover - older/newer jax without it, or backend already up
-    pass
+# Must happen before any computation; jax >= 0.4.31 has the option. Older/newer jax without
+# it raises AttributeError; a backend that is already up raises RuntimeError.
+with contextlib.suppress(AttributeError, RuntimeError, ValueError):
+    jax.config.update("jax_num_cpu_devices", 8)
 
-import jax.numpy as jnp  # noqa: E402
-import ml_dtypes  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
 
-import jax_fp4  # noqa: E402
+import jax_fp4
 
 F32 = np.float32
 BF16 = ml_dtypes.bfloat16
@@ -108,6 +109,28 @@ def on(platform: str, *arrays):
 # ---------------------------------------------------------------------------
 
 BACKENDS = ("auto", "xla")
+
+
+def with_backends(argnames: str, values, twin=None, ids=None):
+    """``parametrize(argnames + ",backend")``: every value tuple with ``"auto"``, and with
+    ``"xla"`` only where ``twin(*values)`` is true (the twin compiles once per case, ~0.5 s;
+    a representative subset keeps the suite fast). ``ids(value)`` names one value."""
+    names = [n.strip() for n in argnames.split(",")]
+    params = []
+    for v in values:
+        v = tuple(v) if len(names) > 1 else (v,)
+        vid = "-".join((ids or _default_id)(x) for x in v)
+        for backend in BACKENDS:
+            if backend == "xla" and twin is not None and not twin(*v):
+                continue
+            params.append(pytest.param(*v, backend, id=f"{vid}-{backend}"))
+    return pytest.mark.parametrize(",".join(names + ["backend"]), params)
+
+
+def _default_id(x) -> str:
+    if isinstance(x, tuple):
+        return "x".join(map(_default_id, x))
+    return getattr(x, "name", None) or str(x)
 
 
 def run(fn, *args, backend: str, platform: str, jit: bool | None = None, **kwargs):
@@ -233,9 +256,26 @@ def typical_scale(x, fmt_max: float = 448.0 * 6.0) -> np.float32:
 
 
 __all__ = [
-    "BACKENDS", "BF16", "DTYPES", "E4M3", "F32", "PLATFORMS", "REQUIRE_CUDA",
-    "as_bytes", "assert_bytes_equal", "assert_f32_bits_equal", "cast", "device", "on",
-    "random_input", "require_platform", "result_platform", "run", "seed_of", "to_np",
-    "typical_scale",
+    "BACKENDS",
+    "BF16",
+    "DTYPES",
+    "E4M3",
+    "F32",
+    "PLATFORMS",
+    "REQUIRE_CUDA",
+    "as_bytes",
+    "assert_bytes_equal",
+    "assert_f32_bits_equal",
+    "cast",
+    "device",
     "jnp",
+    "on",
+    "random_input",
+    "require_platform",
+    "result_platform",
+    "run",
+    "seed_of",
+    "to_np",
+    "typical_scale",
+    "with_backends",
 ]

@@ -9,6 +9,7 @@ values of SPEC 4.2 / 4.5 / 4.7 / 8.11 and seeded random shapes.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -21,12 +22,15 @@ from conftest import (
     DTYPES,
     E4M3,
     assert_bytes_equal,
+    assert_f32_bits_equal,
     cast,
     on,
     random_input,
     run,
     seed_of,
+    to_np,
     typical_scale,
+    with_backends,
 )
 
 import jax_fp4 as F
@@ -76,11 +80,11 @@ def assert_fp4_equal(got, want, what=""):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape", FP4_SHAPES, ids=_shape_id)
-@pytest.mark.parametrize("layout", LAYOUT_FLAGS)
-@pytest.mark.parametrize("dtype", FP4_DTYPES)
-@pytest.mark.parametrize("fmt", FORMATS)
+@with_backends("fmt, dtype, layout, shape",
+               itertools.product(FORMATS, FP4_DTYPES, LAYOUT_FLAGS, FP4_SHAPES),
+               twin=lambda fmt, dtype, layout, shape: shape == FP4_SHAPES[0]
+               and (dtype == "bf16" or layout == "128x4"),
+               ids=lambda v: _shape_id(v) if isinstance(v, tuple) else str(v))
 def test_fp4_quantize_matches_oracle(fmt, dtype, layout, shape, backend, platform):
     lead, nblocks = shape
     vec = FORMATS[fmt][0]
@@ -119,10 +123,9 @@ def _scale_variant(x, kind, inverse, rng):
     return s, s
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("flags", FLAG_SETS)
-@pytest.mark.parametrize("kind", SCALE_KINDS)
-@pytest.mark.parametrize("dtype", FP4_DTYPES)
+@with_backends("dtype, kind, flags", itertools.product(FP4_DTYPES, SCALE_KINDS, FLAG_SETS),
+               twin=lambda dtype, kind, flags: (dtype == "bf16" and kind != "array1")
+               or (kind == "rows" and flags == "inverse-exact"))
 def test_nvfp4_global_scale_variants(dtype, kind, flags, backend, platform):
     """Scalar / [1] / row-wise scales, ``is_global_scale_inversed`` and ``exact``; the
     input is 3-D so that row-wise scales index the flattened rows."""
@@ -248,6 +251,12 @@ def special_blocks(n, dtype):
         "max-2688x2^-8": _fill([2688.0 / 256, -1.0, 3.0], n),
         "max-448x2^-12": _fill([448.0 / 4096, -0.01, 0.03], n),
         "max-448x2^5": _fill([448.0 * 32, 9.0, -1000.0], n),
+        # with S = 6 the scale is ~ the block max: E4M3 midpoints 17 (16|18), 1.0625
+        # (1|1.125), 464 (448|saturation), 0.01171875 (= 1.5 * 2^-7, subnormal-grid midpoint)
+        "max-17": _fill([17.0, -3.0, 0.5], n),
+        "max-1.0625": _fill([-1.0625, 0.75, 0.25], n),
+        "max-464": _fill([464.0, -200.0, 1.0], n),
+        "max-0.01171875": _fill([0.01171875, -0.005, 0.0], n),
         "large": _fill([60000.0, -1.0, 0.5, -30000.0], n),
         "inf": _fill([INF, -INF, 1.0, -2.0, 0.0, -0.0, 1e-3], n),
         "neg-inf-only": _fill([-INF, 3.0, -0.25], n),
@@ -272,17 +281,16 @@ def _special_tensor(n, dtype, row_factors=None):
 # Encode scales, one per row (row-wise global scale): typical, exact 1 (os = 1 for the tie
 # blocks), saturating, tiny (scale underflow), 0, huge (> 2^126: rcp flushes), inf.
 SPECIAL_SCALES = np.array(
-    [1.0, 2688.0 / 60000.0, 0.5, 1e4, 2.0**-20, 1e-30, 0.0, 2.0**126, 2.0**127, 3e38, INF,
-     2.0**-126, 1.7e-38],
+    [1.0, 2688.0 / 60000.0, 0.5, 6.0, 1e4, 2.0**-20, 1e-30, 0.0, 2.0**126, 2.0**127, 3e38,
+     INF, 2.0**-126, 1.7e-38],
     np.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("flags", FLAG_SETS)
-@pytest.mark.parametrize("dtype", FP4_DTYPES)
+@with_backends("dtype, flags", itertools.product(FP4_DTYPES, FLAG_SETS),
+               twin=lambda dtype, flags: flags == "plain" or dtype == "bf16")
 def test_nvfp4_special_values(dtype, flags, backend, platform):
     inverse, exact = FLAG_SETS[flags]
-    x, names, nan_blocks = _special_tensor(16, DTYPES[dtype], [None] * len(SPECIAL_SCALES))
+    x, _names, nan_blocks = _special_tensor(16, DTYPES[dtype], [None] * len(SPECIAL_SCALES))
     gs = SPECIAL_SCALES.copy()
     want = fp4_oracle(x, gs, "nvfp4", "linear", inverse=inverse, exact=exact)
     got = fp4_jax(x, gs, "nvfp4", "linear", platform=platform, backend=backend,
@@ -313,7 +321,7 @@ def _fp8_nan_blocks(x, gs, inverse, vec):
 @pytest.mark.parametrize("dtype", FP4_DTYPES)
 def test_mxfp4_special_values(dtype, backend, platform):
     factors = [1.0, 2.0**-60, 2.0**-100, 2.0**40, 2.0**100]
-    x, names, nan_blocks = _special_tensor(32, DTYPES[dtype], factors)
+    x, _names, nan_blocks = _special_tensor(32, DTYPES[dtype], factors)
     gs = None if DTYPES[dtype] != E4M3 else np.array([2.0**-3], np.float32)
     want = fp4_oracle(x, gs, "mxfp4", "linear")
     got = fp4_jax(x, gs, "mxfp4", "linear", platform=platform, backend=backend)
@@ -366,9 +374,8 @@ def test_special_value_expectations_nvfp4():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("layout", LAYOUT_FLAGS)
-@pytest.mark.parametrize("dtype", FP4_DTYPES)
+@with_backends("dtype, layout", itertools.product(FP4_DTYPES, LAYOUT_FLAGS),
+               twin=lambda dtype, layout: (layout == "128x4") != (dtype == "e4m3"))
 def test_nvfp4_quantize(dtype, layout, backend, platform):
     rng = np.random.default_rng(21)
     x = random_input(rng, (37, 80), DTYPES[dtype])
@@ -382,9 +389,8 @@ def test_nvfp4_quantize(dtype, layout, backend, platform):
     assert_fp4_equal(got, R.nvfp4_quantize(x, s, int(sf_layout), exact=True), "exact")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("layout", LAYOUT_FLAGS)
-@pytest.mark.parametrize("dtype", FP4_DTYPES)
+@with_backends("dtype, layout", itertools.product(FP4_DTYPES, LAYOUT_FLAGS),
+               twin=lambda dtype, layout: layout == "8x4" or dtype == "f16")
 def test_mxfp4_quantize(dtype, layout, backend, platform):
     rng = np.random.default_rng(22)
     x = random_input(rng, (3, 11, 96), DTYPES[dtype])
@@ -395,9 +401,8 @@ def test_mxfp4_quantize(dtype, layout, backend, platform):
     assert_fp4_equal(got, want, f"mxfp4_quantize {dtype} {layout}")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kind", ["scalar", "rows"])
-@pytest.mark.parametrize("dtype", FP4_DTYPES)
+@with_backends("dtype, kind", itertools.product(FP4_DTYPES, ["scalar", "rows"]),
+               twin=lambda dtype, kind: kind == "rows")
 def test_nvfp4_batched_quantize(dtype, kind, backend, platform):
     rng = np.random.default_rng(23)
     B, M, K = 3, 130, 48
@@ -419,14 +424,63 @@ def test_nvfp4_batched_quantize(dtype, kind, backend, platform):
     assert_fp4_equal(got_exact, R.nvfp4_batched_quantize(x, gs, exact=True), "batched exact")
 
 
+@with_backends("dtype, layout, exact",
+               itertools.product(["f16", "bf16"], LAYOUT_FLAGS, [False, True]),
+               twin=lambda dtype, layout, exact: layout == "128x4",
+               ids=lambda v: {False: "fast", True: "exact"}.get(v, v))
+def test_nvfp4_quantize_per_token(dtype, layout, exact, backend, platform):
+    """Per-token NVFP4 (SPEC 4.2.2 / 4.3): codes, scale bytes and per-token scales (float32
+    bits); row 2 is all zeros (scale bytes 0x7F in fast mode)."""
+    rng = np.random.default_rng(seed_of("per-token", dtype, layout, exact))
+    x = random_input(rng, (37, 80), DTYPES[dtype])
+    x[2] = 0
+    s_inv = np.float32(1 / 2688)
+    sf_layout = LAYOUT_FLAGS[layout][2]
+    want = R.nvfp4_quantize(x, s_inv, int(sf_layout), per_token_activation=True, exact=exact)
+    got = run(F.nvfp4_quantize, x, np.array([s_inv]), sf_layout, platform=platform,
+              backend=backend, per_token_activation=True, exact=exact)
+    assert_fp4_equal(got[:2], want[:2], f"per-token {dtype} {layout}")
+    assert_f32_bits_equal(got[2], want[2], "per-token scale")
+    if not exact:
+        assert (R.unswizzle(got[1], int(sf_layout), 37, 5)[2] == 0x7F).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nvfp4_quantize_per_token_row_selection(backend, platform):
+    rng = np.random.default_rng(31)
+    x = random_input(rng, (20, 64), DTYPES["bf16"])
+    idx = np.array([3, -1, 7, 0, -1, 19, 3] + [-1] * 13 + [5, 6], np.int32)  # [> M] entries
+    want = R.nvfp4_quantize(x, np.float32(1 / 2688), 2, per_token_activation=True,
+                            expanded_idx_to_permuted_idx=idx)
+    got = run(F.nvfp4_quantize, x, 1 / 2688, SfLayout.layout_linear, platform=platform,
+              backend=backend, per_token_activation=True, expanded_idx_to_permuted_idx=idx)
+    assert_fp4_equal(got[:2], want[:2], "row selection")
+    assert_f32_bits_equal(got[2], want[2], "per-token scale")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("per_token", [False, True], ids=["global", "per-token"])
+def test_nvfp4_quantize_do_shuffle(per_token, backend, platform):
+    rng = np.random.default_rng(32)
+    x = random_input(rng, (256, 128), DTYPES["f16"])
+    s = np.float32(1 / 2688) if per_token else typical_scale(x)
+    want = R.nvfp4_quantize(x, s, 0, do_shuffle=True, per_token_activation=per_token)
+    got = run(F.nvfp4_quantize, x, np.array([s]), platform=platform, backend=backend,
+              do_shuffle=True, per_token_activation=per_token)
+    assert got[1].shape == (256, 8)
+    assert_fp4_equal(got[:2], want[:2], "do_shuffle")
+    if per_token:
+        assert_f32_bits_equal(got[2], want[2], "per-token scale")
+
+
 # ---------------------------------------------------------------------------
 # mxfp8_quantize
 # ---------------------------------------------------------------------------
 
 MXFP8_LAYOUTS = {  # name -> kwargs
-    "128x4": dict(sf_swizzle_layout=SfLayout.layout_128x4),
-    "8x4": dict(sf_swizzle_layout=SfLayout.layout_8x4),
-    "linear": dict(sf_swizzle_layout=SfLayout.layout_linear),
+    "128x4": {"sf_swizzle_layout": SfLayout.layout_128x4},
+    "8x4": {"sf_swizzle_layout": SfLayout.layout_8x4},
+    "linear": {"sf_swizzle_layout": SfLayout.layout_linear},
 }
 
 
@@ -443,10 +497,10 @@ def assert_mxfp8_equal(got, want, what=""):
     assert_bytes_equal(sf, rsf, f"{what} scales")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("alignment", [32, 64, 128])
-@pytest.mark.parametrize("layout", MXFP8_LAYOUTS)
-@pytest.mark.parametrize("dtype", MXFP8_DTYPES)
+@with_backends("dtype, layout, alignment",
+               itertools.product(MXFP8_DTYPES, MXFP8_LAYOUTS, [32, 64, 128]),
+               twin=lambda dtype, layout, alignment: (dtype == "bf16" and alignment == 64)
+               or (layout == "128x4" and alignment == 128))
 def test_mxfp8_quantize(dtype, layout, alignment, backend, platform):
     rng = np.random.default_rng(seed_of(dtype, layout, alignment))
     x = random_input(rng, (2, 67, 96), DTYPES[dtype], spread=6.0)
@@ -537,7 +591,7 @@ def _random_case(rng):
         gs = (typical_scale(x) * 2.0 ** rng.uniform(-8, 8, Mflat)).astype(np.float32)
     if inverse:
         gs = (np.float32(1) / gs).astype(np.float32)
-    return dict(x=x, gs=gs, fmt=fmt, layout=layout, inverse=inverse, exact=exact)
+    return {"x": x, "gs": gs, "fmt": fmt, "layout": layout, "inverse": inverse, "exact": exact}
 
 
 def _run_random_cases(seed, n, backends, platform):
@@ -588,15 +642,38 @@ def test_random_shapes_large(platform):
         dtype = ("bf16", "f16", "e4m3")[i]
         x = random_input(rng, (1000 + 37 * i, 40 * vec), DTYPES[dtype])
         gs = None if fmt == "mxfp4" else typical_scale(x)
-        for layout in LAYOUT_FLAGS:
+        for j, layout in enumerate(LAYOUT_FLAGS):
             want = fp4_oracle(x, gs, fmt, layout)
-            for backend in BACKENDS:
+            for backend in BACKENDS[: 2 if i == j else 1]:  # the twin: one layout per case
                 got = fp4_jax(x, gs, fmt, layout, platform=platform, backend=backend)
                 assert_fp4_equal(got, want, f"large {fmt} {dtype} {layout} {backend}")
     x = random_input(rng, (3, 333, 1024), DTYPES["bf16"])
     for backend in BACKENDS:
         got = run(F.mxfp8_quantize, x, alignment=128, platform=platform, backend=backend)
         assert_mxfp8_equal(got, R.mxfp8_quantize(x, alignment=128), f"mxfp8 large {backend}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_transposed_input_under_jit(backend, platform):
+    """JAX has no strides: a transposed input is quantized along its (new) last axis."""
+    rng = np.random.default_rng(41)
+    x = random_input(rng, (64, 24), DTYPES["bf16"])  # quantize x.T: [24, 64]
+    s = np.float32(typical_scale(x))
+    want = fp4_oracle(np.ascontiguousarray(x.T), s, "nvfp4", "8x4")
+    f = jax.jit(lambda a, g: F.fp4_quantize(a.T, g, is_sf_8x4_layout=True, backend=backend))
+    got = to_np(f(*on(platform, x, np.array([s]))))
+    assert_fp4_equal(got, want, "x.T")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unit_batch_dims(backend, platform):
+    rng = np.random.default_rng(42)
+    x = random_input(rng, (1, 7, 1, 32), DTYPES["f16"])
+    for fmt, gs in (("nvfp4", np.float32(typical_scale(x))), ("mxfp4", None)):
+        want = fp4_oracle(x, gs, fmt, "128x4")
+        got = fp4_jax(x, gs, fmt, "128x4", platform=platform, backend=backend)
+        assert got[0].shape == (1, 7, 1, 16)
+        assert_fp4_equal(got, want, f"{fmt} unit batch dims")
 
 
 def test_output_device(platform):

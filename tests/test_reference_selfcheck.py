@@ -94,8 +94,9 @@ def test_worked_example_nvfp4(exact, layout):
             sf_vec_size=16,
             use_ue8m0=False,
             layout=layout,
-            inversed=False,
+            scale_mode=0,
             exact=exact,
+            four_over_six=0,
         )
     )
     q, sf = fn(jnp.asarray(EXAMPLE_BLOCK[None]), jnp.asarray(EXAMPLE_S))
@@ -148,8 +149,9 @@ def test_worked_example_mxfp4():
             sf_vec_size=32,
             use_ue8m0=True,
             layout=2,
-            inversed=False,
+            scale_mode=0,
             exact=False,
+            four_over_six=0,
         )
     )
     q, sf = fn(jnp.asarray(x), jnp.ones(1))
@@ -473,12 +475,12 @@ def test_jit_matches_eager():
     )
     gs = jnp.asarray(rng.uniform(1, 100, 15).astype(np.float32))
     configs = [
-        (16, False, 0, True, False),
-        (16, False, 1, False, True),
-        (32, True, 2, False, False),
+        (16, False, 0, 1, False),
+        (16, False, 1, 0, True),
+        (32, True, 2, 0, False),
     ]
-    names = ("sf_vec_size", "use_ue8m0", "layout", "inversed", "exact")
-    for kw in (dict(zip(names, c, strict=True)) for c in configs):
+    names = ("sf_vec_size", "use_ue8m0", "layout", "scale_mode", "exact")
+    for kw in (dict(zip(names, c, strict=True), four_over_six=0) for c in configs):
         eager = R.fp4_quantize(x, gs, **kw)
         jitted = jax.jit(partial(R.fp4_quantize, **kw))(x, gs)
         for a, b in zip(eager, jitted):
@@ -505,8 +507,9 @@ def test_zero_size():
                         sf_vec_size=sv,
                         use_ue8m0=ue,
                         layout=layout,
-                        inversed=False,
+                        scale_mode=0,
                         exact=False,
+                        four_over_six=0,
                     )
                     m, k = int(np.prod(shape[:-1])), shape[-1]
                     assert q.shape == shape[:-1] + (k // 2,)
@@ -549,3 +552,201 @@ def test_buffer_size_checked():
         R.mxfp8_dequantize_host(
             jnp.zeros((2, 32), jnp.uint8), jnp.zeros((1,), jnp.uint8), layout=2
         )
+
+
+# ---- row masks, scale modes, per-token, 4over6 (SPEC 4.2.2, 4.4, 5.10, 5.13) ----
+
+_FP4_KW = dict(sf_vec_size=16, use_ue8m0=False, exact=False, four_over_six=0)
+
+
+def test_row_mask_zeroes_rows_and_scales():
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((5, 48)).astype(np.float16))
+    gs = jnp.asarray([300.0], jnp.float32)
+    mask = jnp.asarray([1, 0, 1, 0, 1], jnp.uint8)
+    for layout in (0, 1, 2):
+        kw = dict(_FP4_KW, layout=layout, scale_mode=0)
+        q, sf = R.fp4_quantize(x, gs, **kw)
+        qm, sfm = jax.jit(partial(R.fp4_quantize, **kw))(x, gs, mask)
+        keep = np.asarray(mask, bool)
+        np.testing.assert_array_equal(np.asarray(qm)[keep], np.asarray(q)[keep])
+        assert not np.asarray(qm)[~keep].any()
+        sfl = np.asarray(R.unswizzle_scales(sf.reshape(-1), layout, 5, 3))
+        sflm = np.asarray(R.unswizzle_scales(sfm.reshape(-1), layout, 5, 3))
+        np.testing.assert_array_equal(sflm[keep], sfl[keep])
+        assert not sflm[~keep].any()
+        assert np.count_nonzero(np.asarray(sfm)) == np.count_nonzero(sflm)  # padding 0
+
+
+def test_scale_modes():
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.standard_normal((4, 32)).astype(np.float32)).astype(jnp.bfloat16)
+    g = jnp.asarray([0.0123], jnp.float32)
+    kw = dict(_FP4_KW, layout=2)
+    # Inverse flag: S = rcp(g), then the recipe with that S (SPEC 4.2.1).
+    a = R.fp4_quantize(x, g, scale_mode=1, **kw)
+    b = R.fp4_quantize(x, R.rcp(g), scale_mode=0, **kw)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    # KV decode scale (SPEC 5.13): sf = mul(rcp(g), mul(a, RCP6)), os = rcp(mul(sfq, g)).
+    q, sf = R.fp4_quantize(x, g, scale_mode=2, **kw)
+    xb = R._widen(x).reshape(4, 2, 16)
+    amax = R._amax(xb)
+    code = R.encode_e4m3(R.mul(R.rcp(g), R.mul(amax, R.RCP6)))
+    os = jnp.where(amax != 0, R.rcp(R.mul(R.decode_e4m3(code), g)), 0.0)
+    want_q = R.pack_fp4(R.encode_e2m1(R.mul(xb, os[..., None])).reshape(4, 32))
+    np.testing.assert_array_equal(np.asarray(sf), np.asarray(code))
+    np.testing.assert_array_equal(np.asarray(q), np.asarray(want_q))
+
+
+def test_per_token_zero_row_and_scales():
+    x = np.zeros((3, 32), np.float16)
+    x[0, :16] = np.linspace(-3, 5, 16)
+    x[2] = 1.0
+    s_inv = jnp.asarray([1 / 2688], jnp.float32)
+    q, sf, p = jax.jit(partial(R.nvfp4_per_token_quantize, layout=2, exact=False,
+                               four_over_six=0))(jnp.asarray(x), s_inv)
+    sf = np.asarray(sf)
+    assert (sf[1] == 0x7F).all()  # zero row, fast: sf = mul(inf, 0) = NaN (SPEC 4.2.2)
+    assert np.asarray(p)[1] == 0 and not np.asarray(q)[1].any()
+    assert u32(np.asarray(p)[2]) == u32(R.mul(jnp.float32(1.0), s_inv[0]))
+    assert sf[0, 1] == 0  # zero block of a non-zero row
+    # Exact (SPEC 4.3): zero row G = FLT_MAX, p = div(1, FLT_MAX) = +0; bytes 0.
+    q, sf, p = R.nvfp4_per_token_quantize(jnp.asarray(x), s_inv, layout=2, exact=True,
+                                          four_over_six=0)
+    assert u32(np.asarray(p)[1]) == 0 and not np.asarray(sf)[1].any()
+    g_row2 = R.div(R.div(jnp.float32(1), s_inv[0]), jnp.float32(1.0))
+    assert u32(np.asarray(p)[2]) == u32(R.div(jnp.float32(1), g_row2))
+    # Row mask: p = 0 and zero bytes for unselected rows.
+    mask = jnp.asarray([0, 1, 1], jnp.uint8)
+    q, sf, p = R.nvfp4_per_token_quantize(jnp.asarray(x), s_inv, mask, layout=0,
+                                          exact=False, four_over_six=0)
+    assert np.asarray(p)[0] == 0 and not np.asarray(q)[0].any()
+    sfl = np.asarray(R.unswizzle_scales(sf.reshape(-1), 0, 3, 2))
+    assert not sfl[0].any() and (sfl[1] == 0x7F).all()
+
+
+@pytest.mark.parametrize("flags", [1, 3, 5, 9, 15])
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
+def test_four_over_six_zero_block_and_choice(flags, exact):
+    x = np.zeros((2, 32), np.float16)
+    x[0, :16] = -0.0  # zero block with -0: codes 0x0, not 0x8
+    x[0, 16:] = [4.0, 3.0] * 8  # max 4 -> candidate 4 represents it exactly
+    x[1, :16] = np.linspace(-6, 6, 16)
+    gs = jnp.asarray([2688.0 / 6.0], jnp.float32)
+    kw = dict(sf_vec_size=16, use_ue8m0=False, layout=2, scale_mode=0, exact=exact)
+    q, sf = jax.jit(partial(R.fp4_quantize, four_over_six=flags, **kw))(jnp.asarray(x), gs)
+    q, sf = np.asarray(q), np.asarray(sf)
+    assert not q[0, :8].any() and sf[0, 0] == 0
+    base_q, base_sf = R.fp4_quantize(jnp.asarray(x), gs, four_over_six=0, **kw)
+    assert sf[0, 1] != np.asarray(base_sf)[0, 1]  # the max-4 scale won
+    deq = np.asarray(R.e2m1_and_ufp8sf_scale_to_float(
+        jnp.asarray(q), jnp.asarray(sf).reshape(-1), 1 / gs, sf_vec_size=16,
+        ufp8_type=1, layout=2))
+    np.testing.assert_allclose(deq[0, 16:], x[0, 16:].astype(np.float32), rtol=1e-2)
+
+
+# ---- dequantization and 16-bit rounding (SPEC 2.4, 5.14) ----
+
+
+def test_round_to_dtype_matches_numpy():
+    rng = np.random.default_rng(10)
+    x = f32(rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32))
+    tiny = f32(rng.integers(0, 0x39000000, 400_000).astype(np.uint32))  # |x| < 2^-13
+    x = np.where(rng.random(x.size) < 0.5, tiny, x)
+    x = f32(u32(x) ^ np.where(rng.random(x.size) < 0.5, 0, 0x80000000).astype(np.uint32))
+    for name, npt in (("float16", np.float16), ("bfloat16", ml_dtypes.bfloat16)):
+        got = np.asarray(jax.jit(partial(R.round_to_dtype, dtype=name))(x))
+        assert got.dtype == np.dtype(npt)
+        with np.errstate(all="ignore"):
+            want = x.astype(npt)
+        gb, wb = got.view(np.uint16), want.view(np.uint16)
+        nan = np.isnan(x)
+        np.testing.assert_array_equal(gb[~nan], wb[~nan])
+        assert np.isnan(got[nan].astype(np.float32)).all()
+    assert (np.asarray(R.round_to_dtype(x, "float16")).view(np.uint16) & 0x7C00 == 0).sum() > 1000
+
+
+@pytest.mark.parametrize("device_math", [False, True], ids=["host", "device"])
+def test_block_dequantize_formats(device_math):
+    rng = np.random.default_rng(11)
+    m, k = 9, 64
+    codes = rng.integers(0, 256, (m, k // 2), dtype=np.uint8)
+    sf = rng.integers(0, 256, R.sf_buffer_size(1, m, k // 16), dtype=np.uint8)
+    g = np.float32(2.0**-120)  # pushes many products into the subnormal range
+    fn = jax.jit(partial(R.block_dequantize, element_format=0, scale_format=0,
+                         sf_vec_size=16, layout=1, plus_zero_code8=False,
+                         device_math=device_math, out_dtype="float32"))
+    got = np.asarray(fn(jnp.asarray(codes), jnp.asarray(sf), jnp.asarray([g])))
+    e = np.asarray(R.decode_e2m1(R.unpack_fp4(jnp.asarray(codes))))
+    s = np.repeat(np.asarray(R.decode_e4m3(R.unswizzle_scales(jnp.asarray(sf), 1, m, 4))),
+                  16, axis=1)
+    with np.errstate(all="ignore"):
+        want = ftz_np(ftz_np(e * s) * g) if device_math else e * (s * g)
+    same = (u32(got) == u32(want)) | (np.isnan(got) & np.isnan(want))
+    assert same.all()
+    assert ((got != 0) & (np.abs(got) < 2.0**-126)).any() != device_math
+    # UE8M0 host decoding (0 -> 2^-127, 255 -> NaN) and code 8 -> +0.
+    w = jnp.asarray([[0x88, 0x21]], jnp.uint8)
+    out = np.asarray(R.block_dequantize(
+        w, jnp.asarray([0, 255], jnp.uint8), None, element_format=0, scale_format=2,
+        sf_vec_size=2, layout=2, plus_zero_code8=True, device_math=False))
+    assert u32(out[0, 0]) == 0 and u32(out[0, 1]) == 0
+    assert np.isnan(out[0, 2:]).all()
+
+
+def test_block_dequantize_16bit_subnormals():
+    # E2M1 0.5 x E4M3 2^-9 x g lands on fp16 subnormals: rounded exactly, no flush.
+    codes = jnp.asarray([[0x11] * 8], jnp.uint8)  # sixteen 0.5 elements
+    sf = jnp.asarray([0x01], jnp.uint8)  # 2^-9
+    for g in (2.0**-8, 3.0 * 2.0**-10, 2.0**-20):
+        kw = dict(element_format=0, scale_format=0, sf_vec_size=16, layout=2,
+                  plus_zero_code8=False)
+        for device_math in (False, True):
+            ref = np.float32(0.5 * 2.0**-9 * g)
+            for name, npt in (("float16", np.float16), ("bfloat16", ml_dtypes.bfloat16)):
+                out = jax.jit(partial(R.block_dequantize, device_math=device_math,
+                                      out_dtype=name, **kw))(codes, sf, jnp.asarray([g]))
+                assert out.dtype == np.dtype(npt)
+                assert (np.asarray(out).view(np.uint16) == ref.astype(npt).view(np.uint16)).all()
+
+
+# ---- shuffles (SPEC 5.11, 5.12) ----
+
+
+def test_shuffle_rows_spec_order():
+    x = jnp.arange(64 * 2, dtype=jnp.int32).reshape(64, 2)
+    out = np.asarray(R.shuffle_rows(x, block=32))[:, 0] // 2
+    want32 = [0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29,
+              2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31]
+    assert out.tolist() == want32 + [32 + r for r in want32]
+    out16 = np.asarray(R.shuffle_rows(x[:16], block=16))[:, 0] // 2
+    assert out16.tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15]
+    batched = R.shuffle_rows(jnp.stack([x, x + 1000]), block=32)
+    np.testing.assert_array_equal(np.asarray(batched[1]), np.asarray(R.shuffle_rows(x, block=32)) + 1000)
+    with pytest.raises(ValueError):
+        R.shuffle_rows(x[:40], block=32)
+    sf = jnp.asarray(np.random.default_rng(12).integers(0, 256, (2, 128, 5)), jnp.uint8)
+    got = R.block_scale_interleave(sf, shuffle_block=32)
+    want = R.block_scale_interleave(R.shuffle_rows(sf, block=32))
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert got.shape == (2 * 128 * 8,)
+
+
+def test_zero_size_new_ops():
+    q, sf, p = R.nvfp4_per_token_quantize(jnp.zeros((0, 32), jnp.bfloat16), jnp.ones(1),
+                                          layout=0, exact=True, four_over_six=1)
+    assert q.shape == (0, 16) and sf.shape == (0, 4) and p.shape == (0,)
+    q, sf, p = R.nvfp4_per_token_quantize(jnp.zeros((3, 0), jnp.float16), jnp.ones(1),
+                                          layout=2, exact=False, four_over_six=0)
+    assert q.shape == (3, 0) and sf.shape == (3, 0) and p.shape == (3,)
+    q, sf = R.fp4_quantize(jnp.zeros((0, 32), jnp.float16), jnp.ones(1), jnp.zeros((0,), jnp.uint8),
+                           sf_vec_size=16, use_ue8m0=False, layout=1, scale_mode=2,
+                           exact=False, four_over_six=3)
+    assert q.shape == (0, 16) and sf.shape == (0, 4)
+    out = R.block_dequantize(jnp.zeros((0, 16), jnp.uint8), jnp.zeros((0,), jnp.uint8),
+                             jnp.ones(1), element_format=1, scale_format=1, sf_vec_size=16,
+                             layout=0, plus_zero_code8=False, device_math=True,
+                             out_dtype="bfloat16")
+    assert out.shape == (0, 16) and out.dtype == jnp.bfloat16
+    assert R.shuffle_rows(jnp.zeros((2, 0, 3)), block=16).shape == (2, 0, 3)
