@@ -43,6 +43,11 @@ __all__ = [
     "LAYOUT_LINEAR",
     "LAYOUT_8x4",
     "LAYOUT_128x4",
+    "SCALE_ENCODE",
+    "SCALE_INVERSE",
+    "SCALE_KV_DECODE",
+    "add",
+    "block_dequantize",
     "block_scale_interleave",
     "decode_e2m1",
     "decode_e4m3",
@@ -58,13 +63,17 @@ __all__ = [
     "mxfp4_dequantize_host",
     "mxfp8_dequantize_host",
     "mxfp8_quantize",
+    "nvfp4_per_token_quantize",
     "pack_fp4",
     "packbits",
     "rcp",
+    "round_to_dtype",
     "round_to_float16",
     "segment_packbits",
     "sf_buffer_size",
     "sf_matrix_shape",
+    "shuffle_rows",
+    "sub",
     "swizzle_scales",
     "unpack_fp4",
     "unswizzle_scales",
@@ -189,6 +198,20 @@ def div(a: jax.Array, b: jax.Array) -> jax.Array:
       float32 array of the broadcast shape.
     """
     return _ftz(ieee_div(_ftz(a), _ftz(b)))
+
+
+def add(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Device float32 sum ``add(a, b)`` of SPEC 1.2: flushed operands and result.
+
+    A sum of float32 values is a multiple of 2^-149, so a subnormal sum is exact
+    and "round, then flush" equals every platform's flush; plain ``+`` suffices.
+    """
+    return _ftz(_ftz(a) + _ftz(b))
+
+
+def sub(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Device float32 difference ``sub(a, b)`` of SPEC 1.2 (see ``add``)."""
+    return _ftz(_ftz(a) - _ftz(b))
 
 
 def _fmin_flt_max(x: jax.Array) -> jax.Array:
@@ -422,6 +445,49 @@ def round_to_float16(x: jax.Array) -> jax.Array:
     return _float(jnp.where(_is_nan(u), u, sign | mag))
 
 
+def _float16_bits(x: jax.Array) -> jax.Array:
+    """float32 -> float16 bit pattern (uint16), round to nearest even, by integers.
+
+    fp16 subnormals are produced exactly, overflow gives ±inf, NaN gives the
+    quiet NaN ``sign | 0x7E00`` (``__float2half_rn``, SPEC 2.4).
+    """
+    u = _bits(x)
+    sign = (u >> 16) & np.uint32(0x8000)
+    a = u & _ABS
+    normal = ((a + np.uint32(0xFFF) + ((a >> 13) & 1)) >> 13) - np.uint32(112 << 10)
+    # Below 2^-14: n = RN(|x| / 2^-24) <= 1024 (1024 is the smallest normal).
+    e = (a >> 23).astype(jnp.int32)
+    sig = jnp.where(e == 0, a & _MANT, (a & _MANT) | _MIN_NORMAL)
+    sub_ = _rne_shift_right(sig, jnp.clip(126 - jnp.maximum(e, 1), 0, 31).astype(_U32))
+    mag = jnp.where(a >= np.uint32(0x38800000), normal, sub_)
+    mag = jnp.where(a >= np.uint32(0x477FF000), np.uint32(0x7C00), mag)  # rounds past 65504
+    mag = jnp.where(_is_nan(u), np.uint32(0x7E00), mag)
+    return (sign | mag).astype(jnp.uint16)
+
+
+def _bfloat16_bits(x: jax.Array) -> jax.Array:
+    """float32 -> bfloat16 bit pattern (uint16), RN-even, NaN kept quiet (SPEC 2.4)."""
+    u = _bits(x)
+    rounded = (u + np.uint32(0x7FFF) + ((u >> 16) & 1)) >> 16
+    return jnp.where(_is_nan(u), (u >> 16) | np.uint32(0x40), rounded).astype(jnp.uint16)
+
+
+def round_to_dtype(x: jax.Array, dtype) -> jax.Array:
+    """float32 values rounded to ``dtype`` (float32, bfloat16 or float16), RN-even.
+
+    Built from integer bit patterns, so 16-bit subnormal results are exact on every
+    platform (XLA:CPU's own converts flush subnormal float32 inputs).
+    """
+    name = jnp.dtype(dtype).name
+    if name == "float32":
+        return jnp.asarray(x, jnp.float32)
+    if name == "bfloat16":
+        return lax.bitcast_convert_type(_bfloat16_bits(x), jnp.bfloat16)
+    if name == "float16":
+        return lax.bitcast_convert_type(_float16_bits(x), jnp.float16)
+    raise TypeError(f"round_to_dtype: unsupported output dtype {name}")
+
+
 def pack_fp4(codes: jax.Array) -> jax.Array:
     """Packs E2M1 codes two per byte, lower index in the low nibble (SPEC 2.1).
 
@@ -548,55 +614,196 @@ def unswizzle_scales(flat: jax.Array, layout: int, m: int, c: int) -> jax.Array:
     return x.reshape(*batch, mp, cp)[..., :m, :c]
 
 
-def block_scale_interleave(x: jax.Array) -> jax.Array:
-    """``block_scale_interleave`` (SPEC 5.8): linear scales -> 128x4 buffer.
+def _as_raw(x: jax.Array) -> jax.Array:
+    """Floats as bytes ``uint8 [itemsize, ...]`` for data movement that keeps every bit.
+
+    XLA:CPU lets LLVM fold the selects of a fused ``pad``/``take`` through a same-width
+    bitcast back into the 16-bit float type, which x86 handles by a float32
+    round trip that flushes subnormals and quiets signalling NaNs. Byte planes
+    keep the movement in integers; the byte axis goes first, out of the way of
+    the row/column axes.
+    """
+    dt = jnp.dtype(x.dtype)
+    if not jnp.issubdtype(dt, jnp.floating):
+        return x
+    u = lax.bitcast_convert_type(x, jnp.uint8)
+    return jnp.moveaxis(u, -1, 0) if dt.itemsize > 1 else u
+
+
+def _from_raw(u: jax.Array, dtype) -> jax.Array:
+    """Inverse of ``_as_raw`` (after moving the non-byte axes)."""
+    dt = jnp.dtype(dtype)
+    if not jnp.issubdtype(dt, jnp.floating):
+        return u
+    if dt.itemsize > 1:
+        u = jnp.moveaxis(u, 0, -1)
+    return lax.bitcast_convert_type(u, dt)
+
+
+def _shuffle_source_rows(m: int, block: int) -> np.ndarray:
+    """Input row of every output row of the ``shuffle_matrix_a`` permutation (SPEC 5.11)."""
+    if block not in (16, 32):
+        raise ValueError(f"shuffle block must be 16 or 32, got {block}")
+    if m % block:
+        raise ValueError(f"shuffle: {m} rows are not a multiple of the block {block}")
+    r = np.arange(block)
+    within = (r % 8) * (block // 8) + r // 8  # output row r reads input row `within[r]`
+    return (np.arange(m // block)[:, None] * block + within).reshape(-1).astype(np.int32)
+
+
+def shuffle_rows(x: jax.Array, *, block: int) -> jax.Array:
+    """``shuffle_matrix_a`` (SPEC 5.11): permutes rows within blocks of ``block`` rows.
 
     Args:
-      x: uint8 or bfloat16 ``[R, C]`` or ``[E, R, C]``.
+      x: ``[..., M, N]`` array of any dtype; every leading index is its own matrix.
+      block: 16 or 32; ``M % block == 0``. Output row ``b * block + r`` is input row
+        ``b * block + (r % 8) * (block // 8) + r // 8``.
+
+    Returns:
+      Array of ``x``'s shape and dtype.
+    """
+    if x.ndim < 2:
+        raise ValueError(f"shuffle_rows: expected rank >= 2, got {x.ndim}")
+    src = jnp.asarray(_shuffle_source_rows(x.shape[-2], int(block)))
+    raw = _as_raw(x)
+    out = jnp.take(raw, src, axis=raw.ndim - 2, mode="clip")  # indices are in range
+    return _from_raw(out, x.dtype)
+
+
+def block_scale_interleave(x: jax.Array, *, shuffle_block: int = 0) -> jax.Array:
+    """``block_scale_interleave`` (SPEC 5.8) and ``shuffle_matrix_sf_a`` (SPEC 5.12).
+
+    Args:
+      x: uint8 or bfloat16 ``[R, C]`` or ``[E, R, C]`` linear scale matrices.
+      shuffle_block: 0, or 16/32: first permute the rows of every matrix as
+        ``shuffle_rows(x, block=shuffle_block)`` does (``R`` must be a multiple).
 
     Returns:
       1-D array of ``x.dtype`` with ``E * round_up(R, 128) * round_up(C, 4)``
-      elements, zero padding.
+      elements: each matrix in the 128x4 layout, zero padding.
     """
     if x.ndim not in (2, 3):
         raise ValueError(f"block_scale_interleave: expected rank 2 or 3, got {x.ndim}")
-    return swizzle_scales(x, LAYOUT_128x4).reshape(-1)
+    raw = _as_raw(x)  # [bytes?, E?, R, C]
+    if shuffle_block:
+        src = jnp.asarray(_shuffle_source_rows(x.shape[-2], int(shuffle_block)))
+        raw = jnp.take(raw, src, axis=raw.ndim - 2, mode="clip")
+    out = swizzle_scales(raw, LAYOUT_128x4)  # [bytes?, E?, size]
+    planes = raw.ndim - x.ndim  # 1 when split into byte planes
+    return _from_raw(out.reshape(*out.shape[:planes], -1), x.dtype)
 
 
 # ----------------------------------------------------------------------------
-# Block recipes (SPEC 4). Blocks are [..., B] float32; per-block results [...].
+# Block recipes (SPEC 4). Blocks are [M, C, B] float32; a per-row scalar is
+# [M, 1] (broadcast over the C blocks of its row); per-block results [M, C].
 # ----------------------------------------------------------------------------
+
+SCALE_ENCODE = 0  # global scale is the encode scale S
+SCALE_INVERSE = 1  # global scale is 1/S (is_global_scale_inversed, SPEC 4.2.1)
+SCALE_KV_DECODE = 2  # global scale is the decode scale g (nvfp4_kv_quantize, SPEC 5.13)
 
 
 def _amax(xb: jax.Array) -> jax.Array:
-    """Block maximum of |x| (SPEC 4.1): NaN ignored (fmax), result flushed."""
+    """Block maximum of |x| (SPEC 4.1) with ``fmaxf`` semantics, flushed.
+
+    NaN elements are ignored unless every element is NaN (then the maximum is NaN,
+    as FlashInfer's half-precision max gives); an empty reduction gives 0.
+    """
     a = _bits(xb) & _ABS
-    a = jnp.where(a > _EXP, np.uint32(0), a)  # ordered like the floats they encode
-    a = jnp.max(a, axis=-1)
-    return _float(jnp.where(a < _MIN_NORMAL, np.uint32(0), a))
+    nan = a > _EXP
+    m = jnp.max(jnp.where(nan, np.uint32(0), a), axis=-1, initial=np.uint32(0))
+    m = jnp.where(m < _MIN_NORMAL, np.uint32(0), m)  # flush (the ordering is the float one)
+    if xb.shape[-1]:
+        m = jnp.where(jnp.all(nan, axis=-1), _QNAN, m)
+    return _float(m)
 
 
-def _nvfp4_fast(xb: jax.Array, s: jax.Array):
-    """NVFP4 fast recipe (SPEC 4.2); ``s`` is the encode scale per block row."""
+def _encode_blocks(xb: jax.Array, os: jax.Array) -> jax.Array:
+    """E2M1 codes of ``mul(x, os)`` for every element; ``os`` per block."""
+    return encode_e2m1(_mul_elem(xb, os[..., None]))
+
+
+def _nvfp4_fast(xb: jax.Array, s: jax.Array, dec: jax.Array):
+    """NVFP4 fast recipe (SPEC 4.2): encode scale ``s``, decode factor ``dec``."""
     a = _amax(xb)
-    sf = mul(s, mul(a, RCP6))
-    code = encode_e4m3(sf)
-    dec = rcp(s)
+    code = encode_e4m3(mul(s, mul(a, RCP6)))
     os = jnp.where(_nonzero(a), rcp(mul(decode_e4m3(code), dec)), np.float32(0))
-    return encode_e2m1(_mul_elem(xb, os[..., None])), code
+    return _encode_blocks(xb, os), code
 
 
-def _nvfp4_exact(xb: jax.Array, s: jax.Array):
-    """NVFP4 exact recipe (SPEC 4.3, ``FLASHINFER_DISABLE_FP4_QUANT_FAST_MATH=1``)."""
+def _nvfp4_exact(xb: jax.Array, s: jax.Array, dec: jax.Array):
+    """NVFP4 exact recipe (SPEC 4.3); ``dec`` is ``div(1, s)``."""
     a = _amax(xb)
     nz = _nonzero(a)
-    sf = jnp.where(nz, mul(a, mul(s, ONE_SIXTH)), np.float32(0))
-    code = encode_e4m3(sf)
-    inv = _fmin_flt_max(
-        div(np.float32(1), mul(decode_e4m3(code), div(np.float32(1), s)))
-    )
+    code = encode_e4m3(jnp.where(nz, mul(a, mul(s, ONE_SIXTH)), np.float32(0)))
+    inv = _fmin_flt_max(div(np.float32(1), mul(decode_e4m3(code), dec)))
     os = jnp.where(nz, inv, np.float32(0))
-    return encode_e2m1(_mul_elem(xb, os[..., None])), code
+    return _encode_blocks(xb, os), code
+
+
+def _nvfp4_four_over_six(
+    xb: jax.Array,
+    s: jax.Array,
+    g: jax.Array,
+    row_amax: jax.Array | None,
+    *,
+    exact: bool,
+    flags: int,
+):
+    """NVFP4 4over6 recipe (SPEC 4.4): per block, the better of the scales for 6 and 4.
+
+    Args:
+      xb: blocks ``[M, C, 16]``.
+      s: encode scale per row ``[M, 1]``.
+      g: decode factor per row ``[M, 1]`` (``rcp(s)``, ``div(1, s)`` or per-token ``p``).
+      row_amax: per-token row maxima ``[M, 1]``, or None (global scale: 0).
+      exact: exact-mode arithmetic (SPEC 4.3) for the candidate scales.
+      flags: bit 1 MSE (else MAE), bit 2 error in fast math, bit 3 E4M3 max 256.
+    """
+    mse, err_fast, use_256 = bool(flags & 2), bool(flags & 4), bool(flags & 8)
+    a = _amax(xb)
+    if exact:
+        sf6 = mul(div(a, np.float32(6)), s)
+    else:
+        sf6 = mul(s, mul(a, RCP6))
+    sf4 = mul(sf6, np.float32(1.5))
+    c4, c6 = encode_e4m3(sf4), encode_e4m3(sf6)
+    v4, v6 = decode_e4m3(c4), decode_e4m3(c6)
+
+    def out_scale(v):
+        if exact:
+            return _fmin_flt_max(div(np.float32(1), mul(v, g)))
+        return rcp(mul(v, g))
+
+    q4 = _encode_blocks(xb, out_scale(v4))
+    q6 = _encode_blocks(xb, out_scale(v6))
+    denom = np.float32(6 * (256 if use_256 else 448))
+    x_s = mul(xb, s[..., None]) if err_fast else None
+
+    def error(q, v):
+        # d4(q) * v has at most 2 + 4 significant bits and is at least 2^-10 or
+        # zero: exact, so the plain product is the device product.
+        dv = decode_e2m1(q) * v[..., None]
+        if err_fast:
+            d = sub(dv, x_s)
+        else:
+            deq = mul(dv, g[..., None])
+            if row_amax is not None:  # row_amax > 0: NaN and 0 take the other branch
+                per_token = div(mul(dv, row_amax[..., None]), denom)
+                positive = _nonzero(row_amax) & ~_is_nan(_bits(row_amax))
+                deq = jnp.where(positive[..., None], per_token, deq)
+            d = sub(deq, xb)
+        term = mul(d, d) if mse else _float(_bits(d) & _ABS)
+        err = jnp.zeros(a.shape, jnp.float32)
+        for i in range(xb.shape[-1]):  # element order, as the kernel accumulates
+            err = add(err, term[..., i])
+        return err
+
+    pick4 = error(q4, v4) < error(q6, v6)  # strictly smaller; NaN keeps candidate 6
+    zero = ~_nonzero(a)
+    code = jnp.where(zero, np.uint8(0), jnp.where(pick4, c4, c6))
+    q = jnp.where(zero[..., None], np.uint8(0), jnp.where(pick4[..., None], q4, q6))
+    return q, code
 
 
 def _mxfp4(xb: jax.Array):
@@ -608,13 +815,12 @@ def _mxfp4(xb: jax.Array):
     c = code.astype(jnp.int32)
     pow2 = _float(jnp.where(c < 254, jnp.clip(254 - c, 0, 254).astype(_U32) << 23, 0))
     os = jnp.where(_nonzero(t), pow2, np.float32(0))
-    return encode_e2m1(_mul_elem(xb, os[..., None])), code
+    return _encode_blocks(xb, os), code
 
 
-def _fp8_input(xb: jax.Array, s: jax.Array, ue8m0: bool):
-    """FP8 (E4M3) input recipe (SPEC 4.6), both scale formats."""
-    d = mul(np.float32(6.0), rcp(s))
-    h = round_to_float16(_mul_elem(xb, d[..., None]))
+def _fp8_input(xb: jax.Array, s: jax.Array, prescale: jax.Array, ue8m0: bool):
+    """FP8 (E4M3) input recipe (SPEC 4.6); ``prescale`` is ``mul(6, rcp(s))``."""
+    h = round_to_float16(_mul_elem(xb, prescale[..., None]))
     v = mul(s, mul(_amax(h), RCP6))
     if ue8m0:
         code = encode_ue8m0(v)
@@ -623,7 +829,7 @@ def _fp8_input(xb: jax.Array, s: jax.Array, ue8m0: bool):
         code = encode_e4m3(v)
         narrow = decode_e4m3(code)
     os = jnp.where(_nonzero(v), mul(s, rcp(narrow)), np.float32(0))
-    return encode_e2m1(_mul_elem(h, os[..., None])), code
+    return _encode_blocks(h, os), code
 
 
 def _mxfp8(xb: jax.Array):
@@ -643,28 +849,71 @@ def _mxfp8(xb: jax.Array):
 # ----------------------------------------------------------------------------
 
 
+def _row_mask(row_mask: jax.Array | None, m: int, op: str) -> jax.Array | None:
+    """uint8 ``[M]`` row mask -> bool ``[M]`` (True: quantize the row), or None."""
+    if row_mask is None:
+        return None
+    mask = jnp.asarray(row_mask).reshape(-1)
+    if mask.shape[0] != m:
+        raise ValueError(f"{op}: row_mask has {mask.shape[0]} entries, expected M={m}")
+    return mask != 0
+
+
+def _finish(codes, sf, keep, lead, layout):
+    """Zeroes masked rows, packs the codes and lays out the scales."""
+    m, k = codes.shape[0], codes.shape[1] * codes.shape[2]
+    codes = codes.reshape(m, k)
+    if keep is not None:
+        codes = jnp.where(keep[:, None], codes, np.uint8(0))
+        sf = jnp.where(keep[:, None], sf, np.uint8(0))
+    q = pack_fp4(codes).reshape(*lead, k // 2)
+    sf = swizzle_scales(sf, layout).reshape(sf_matrix_shape(layout, m, sf.shape[1]))
+    return q, sf
+
+
+def _check_16bit_or_fp8(op: str, x: jax.Array, dtypes) -> tuple[list[int], int]:
+    dtype = jnp.dtype(x.dtype)
+    if dtype not in dtypes:
+        raise TypeError(f"{op}: unsupported input dtype {dtype}")
+    if x.ndim < 1:
+        raise ValueError(f"{op}: input must have rank >= 1")
+    *lead, k = x.shape
+    return lead, k
+
+
 def fp4_quantize(
     x: jax.Array,
     global_scale: jax.Array | None,
+    row_mask: jax.Array | None = None,
     *,
     sf_vec_size: int,
     use_ue8m0: bool,
     layout: int,
-    inversed: bool,
+    scale_mode: int,
     exact: bool,
+    four_over_six: int,
 ) -> tuple[jax.Array, jax.Array]:
     """``fp4_quantize`` (SPEC 5.2): NVFP4 or MXFP4 quantization of the last axis.
+
+    Also the kernel of ``nvfp4_kv_quantize`` (5.13, ``scale_mode=2``),
+    ``nvfp4_batched_quantize`` (5.4, under vmap) and ``scaled_fp4_grouped_quantize``
+    (5.10, ``row_mask``).
 
     Args:
       x: float16, bfloat16 or float8_e4m3fn ``[..., K]``; the leading dims are
         flattened into ``M`` rows sharing one scale matrix.
-      global_scale: float32 ``[1]`` or ``[M]`` (row-wise, SPEC 4.2.3) encode
-        scale ``S``; ``None`` means 1.0. Ignored for MXFP4 with 16-bit input.
+      global_scale: float32 ``[1]`` or ``[M]`` (row-wise, SPEC 4.2.3), read as
+        ``scale_mode`` says; ``None`` means 1.0. Ignored for MXFP4 with 16-bit input.
+      row_mask: None, or uint8 ``[M]``: rows with 0 get all-zero codes and scale bytes.
       sf_vec_size: 16 (NVFP4, E4M3 scales) or 32 (MXFP4, UE8M0 scales).
       use_ue8m0: must be ``sf_vec_size == 32``.
       layout: 0 = 128x4, 1 = 8x4, 2 = linear.
-      inversed: ``global_scale`` holds ``1/S`` (SPEC 4.2.1).
+      scale_mode: 0 = encode scale ``S``; 1 = ``1/S`` (SPEC 4.2.1: ``S = rcp(gs)``,
+        exact mode ``div(1, gs)``); 2 = KV decode scale ``g`` (SPEC 5.13:
+        ``S = rcp(g)``, decode factor ``g``; fast NVFP4).
       exact: NVFP4 exact mode (SPEC 4.3); only affects 16-bit NVFP4 input.
+      four_over_six: 0, or the 4over6 bit field (SPEC 4.4): bit 0 on, bit 1 MSE,
+        bit 2 error in fast math, bit 3 E4M3 max 256; 16-bit NVFP4 only.
 
     Returns:
       ``(codes, sf)``: codes uint8 ``[..., K // 2]`` (packed E2M1, low nibble
@@ -674,60 +923,147 @@ def fp4_quantize(
     Example:
       >>> x = jnp.ones((2, 32), jnp.bfloat16)
       >>> q, sf = fp4_quantize(x, jnp.ones(1), sf_vec_size=16, use_ue8m0=False,
-      ...                      layout=2, inversed=False, exact=False)
+      ...                      layout=2, scale_mode=0, exact=False, four_over_six=0)
       >>> q.shape, sf.shape
       ((2, 16), (2, 2))
     """
+    op = "fp4_quantize"
     if (sf_vec_size, bool(use_ue8m0)) not in ((16, False), (32, True)):
         raise ValueError(
-            "fp4_quantize: sf_vec_size=16 needs use_ue8m0=False and sf_vec_size=32 "
+            f"{op}: sf_vec_size=16 needs use_ue8m0=False and sf_vec_size=32 "
             f"needs use_ue8m0=True, got sf_vec_size={sf_vec_size}, "
             f"use_ue8m0={use_ue8m0}"
         )
+    if scale_mode not in (SCALE_ENCODE, SCALE_INVERSE, SCALE_KV_DECODE):
+        raise ValueError(f"{op}: unknown scale_mode {scale_mode}")
     layout = _check_layout(layout)
-    dtype = jnp.dtype(x.dtype)
-    if dtype not in (jnp.float16, jnp.bfloat16, jnp.float8_e4m3fn):
-        raise TypeError(f"fp4_quantize: unsupported input dtype {dtype}")
-    if x.ndim < 1:
-        raise ValueError("fp4_quantize: input must have rank >= 1")
-    *lead, k = x.shape
+    lead, k = _check_16bit_or_fp8(
+        op, x, (jnp.float16, jnp.bfloat16, jnp.float8_e4m3fn)
+    )
     if k % sf_vec_size:
-        raise ValueError(
-            f"fp4_quantize: last dim {k} is not a multiple of {sf_vec_size}"
-        )
+        raise ValueError(f"{op}: last dim {k} is not a multiple of {sf_vec_size}")
     m, c = math.prod(lead), k // sf_vec_size
     xb = _widen(x).reshape(m, c, sf_vec_size)
+    keep = _row_mask(row_mask, m, op)
 
     if global_scale is None:
         global_scale = jnp.ones((1,), jnp.float32)
     gs = jnp.asarray(global_scale, jnp.float32).reshape(-1)
     if gs.shape[0] not in (1, m):
         raise ValueError(
-            f"fp4_quantize: global_scale has {gs.shape[0]} elements, "
-            f"expected 1 or M={m}"
+            f"{op}: global_scale has {gs.shape[0]} elements, expected 1 or M={m}"
         )
-    # The inverse flag is applied before the scale is spread over rows (this
-    # also keeps XLA's algebraic simplifier out of a rewrite loop it otherwise
-    # enters on two chained divisions of a broadcast operand).
-    fp8 = dtype == jnp.float8_e4m3fn
-    if inversed and (fp8 or not exact):
-        gs = rcp(gs)  # S = rcp(S_user); for NVFP4 4.2.1 rcp(S) follows later
-    elif inversed:
-        gs = div(np.float32(1), gs)  # exact mode, SPEC 4.3
-    s = jnp.broadcast_to(gs, (m,))[:, None]  # per row, broadcast over blocks
 
-    if fp8:
-        codes, sf = _fp8_input(xb, s, use_ue8m0)
-    elif use_ue8m0:
-        codes, sf = _mxfp4(xb)
-    elif exact:
-        codes, sf = _nvfp4_exact(xb, s)
+    def rows(v):  # a per-row scalar ([1] or [M]) as [M, 1]
+        return jnp.broadcast_to(v, (m,))[:, None]
+
+    fp8 = jnp.dtype(x.dtype) == jnp.float8_e4m3fn
+    # The row scalars are derived before they are spread over rows (this also
+    # keeps XLA's algebraic simplifier out of a rewrite loop it otherwise enters
+    # on two chained divisions of a broadcast operand).
+    if use_ue8m0 and not fp8:
+        codes, sf = _mxfp4(xb)  # SPEC 4.5: no global scale
+    elif exact and not fp8:
+        s = div(np.float32(1), gs) if scale_mode == SCALE_INVERSE else gs
+        dec = div(np.float32(1), s)
+        if four_over_six & 1:
+            codes, sf = _nvfp4_four_over_six(
+                xb, rows(s), rows(dec), None, exact=True, flags=four_over_six
+            )
+        else:
+            codes, sf = _nvfp4_exact(xb, rows(s), rows(dec))
     else:
-        codes, sf = _nvfp4_fast(xb, s)
+        if scale_mode == SCALE_KV_DECODE:
+            s, dec = rcp(gs), gs  # the caller's g is the decode factor itself
+            prescale = jnp.full_like(gs, 6.0)  # as the handlers: no rescale by g
+        else:
+            s = rcp(gs) if scale_mode == SCALE_INVERSE else gs
+            dec = rcp(s)  # with the inverse flag rcp(rcp(gs)), both evaluated
+            prescale = mul(np.float32(6), dec)
+        if fp8:
+            codes, sf = _fp8_input(xb, rows(s), rows(prescale), bool(use_ue8m0))
+        elif four_over_six & 1:
+            codes, sf = _nvfp4_four_over_six(
+                xb, rows(s), rows(dec), None, exact=False, flags=four_over_six
+            )
+        else:
+            codes, sf = _nvfp4_fast(xb, rows(s), rows(dec))
+    return _finish(codes, sf, keep, lead, layout)
 
-    q = pack_fp4(codes.reshape(m, k)).reshape(*lead, k // 2)
-    sf = swizzle_scales(sf, layout).reshape(sf_matrix_shape(layout, m, c))
-    return q, sf
+
+def nvfp4_per_token_quantize(
+    x: jax.Array,
+    s_inv: jax.Array,
+    row_mask: jax.Array | None = None,
+    *,
+    layout: int,
+    exact: bool,
+    four_over_six: int,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-token NVFP4 (``nvfp4_quantize(..., per_token_activation=True)``, SPEC 5.3).
+
+    Each row gets its own scale from its maximum ``ra``: fast (SPEC 4.2.2)
+    ``p = mul(ra, S_inv)``, ``S = rcp(p)``, decode factor ``p``; exact (SPEC 4.3)
+    ``G = ra != 0 ? min(div(div(1, S_inv), ra), FLT_MAX) : FLT_MAX`` (0 -> 1),
+    ``p = div(1, G)``; with 4over6 (SPEC 4.4) the exact zero row keeps ``G = 0``,
+    ``p = 0``.
+
+    Args:
+      x: float16 or bfloat16 ``[..., K]``, ``K % 16 == 0``; leading dims are rows.
+      s_inv: float32 ``[1]``, the inverse base scale (typically ``1 / 2688``).
+      row_mask: None, or uint8 ``[M]``: rows with 0 get zero codes, zero scale
+        bytes and ``p = 0``.
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+      exact: exact mode (SPEC 4.3).
+      four_over_six: 0 or the 4over6 bit field (see ``fp4_quantize``).
+
+    Returns:
+      ``(codes, sf, p)``: codes uint8 ``[..., K // 2]``; sf uint8 2-D as
+      ``fp4_quantize`` returns it; p float32 ``[M]``, the per-token scale.
+    """
+    op = "nvfp4_per_token_quantize"
+    layout = _check_layout(layout)
+    lead, k = _check_16bit_or_fp8(op, x, (jnp.float16, jnp.bfloat16))
+    if k % 16:
+        raise ValueError(f"{op}: last dim {k} is not a multiple of 16")
+    m, c = math.prod(lead), k // 16
+    xf = _widen(x).reshape(m, k)
+    xb = xf.reshape(m, c, 16)
+    keep = _row_mask(row_mask, m, op)
+    si = jnp.asarray(s_inv, jnp.float32).reshape(-1)
+    if si.shape[0] != 1:
+        raise ValueError(f"{op}: s_inv must have one element, got {si.shape[0]}")
+    si = si[0]
+
+    ra = _amax(xf)  # [M], flushed
+    nz = _nonzero(ra)
+    fos = bool(four_over_six & 1)
+    if not exact:
+        p = mul(ra, si)
+        s, dec = rcp(p), p  # ptxas cancels rcp(rcp(p)) into p (SPEC 1.5)
+    else:
+        e = _fmin_flt_max(div(div(np.float32(1), si), ra))
+        e = jnp.where(_nonzero(e), e, np.float32(1))  # G == 0 -> 1
+        if fos:
+            s = jnp.where(nz, e, np.float32(0))
+            dec = div(np.float32(1), s)
+            p = jnp.where(_nonzero(s), dec, np.float32(0))
+        else:
+            s = jnp.where(nz, e, FLT_MAX)
+            dec = div(np.float32(1), s)
+            p = dec
+    if fos:
+        codes, sf = _nvfp4_four_over_six(
+            xb, s[:, None], dec[:, None], ra[:, None], exact=exact, flags=four_over_six
+        )
+    elif exact:
+        codes, sf = _nvfp4_exact(xb, s[:, None], dec[:, None])
+    else:
+        codes, sf = _nvfp4_fast(xb, s[:, None], dec[:, None])
+    if keep is not None:
+        p = jnp.where(keep, p, np.float32(0))
+    q, sf = _finish(codes, sf, keep, lead, layout)
+    return q, sf, p
 
 
 def mxfp8_quantize(
@@ -769,6 +1105,94 @@ def mxfp8_quantize(
     return codes.reshape(*lead, kp), swizzle_scales(sf, layout)
 
 
+ELEMENT_E2M1, ELEMENT_E4M3 = 0, 1
+SCALE_E4M3, SCALE_UE8M0_BITS, SCALE_UE8M0_HOST = 0, 1, 2
+
+
+def block_dequantize(
+    codes: jax.Array,
+    scales: jax.Array,
+    global_scale: jax.Array | None,
+    *,
+    element_format: int,
+    scale_format: int,
+    sf_vec_size: int,
+    layout: int,
+    plus_zero_code8: bool,
+    device_math: bool,
+    out_dtype: str = "float32",
+) -> jax.Array:
+    """Every block dequantizer (SPEC 5.6, 5.7, 5.9, 5.14, 5.17): element times scale.
+
+    Host math (FlashInfer's host functions): ``hmul(e, hmul(s, g))``, IEEE float32
+    with subnormals kept. Device math (``nvfp4_kv_dequantize``):
+    ``mul(mul(e, s), g)`` with flushing. The float32 result is then rounded to
+    ``out_dtype`` (nearest even; NaN stays NaN; fp16 overflow gives inf).
+
+    Args:
+      codes: uint8 ``[..., M, K // 2]`` packed E2M1 (``element_format=0``) or
+        ``[..., M, K]`` E4M3 bytes (``element_format=1``); leading dims are rows.
+      scales: uint8 scale bytes (any shape, flattened), exactly
+        ``sf_buffer_size(layout, M, K // sf_vec_size)`` of them.
+      global_scale: float32 with one element (``g``); None means 1.0.
+      element_format: 0 = E2M1, 1 = E4M3.
+      scale_format: 0 = E4M3 (``d8``), 1 = UE8M0 bit pattern ``b << 23``
+        (0 -> 0.0, 255 -> inf), 2 = UE8M0 host value (0 -> 2^-127, 255 -> NaN).
+      sf_vec_size: elements per scale byte, must divide ``K``.
+      layout: 0 = 128x4, 1 = 8x4, 2 = linear.
+      plus_zero_code8: E2M1 code 8 decodes to +0.0 (``mxfp4_dequantize_host``).
+      device_math: device (flushing) instead of host IEEE arithmetic.
+      out_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+
+    Returns:
+      ``[..., M, K]`` array of ``out_dtype``.
+    """
+    op = "block_dequantize"
+    layout = _check_layout(layout)
+    if element_format not in (ELEMENT_E2M1, ELEMENT_E4M3):
+        raise ValueError(f"{op}: unknown element_format {element_format}")
+    if scale_format not in (SCALE_E4M3, SCALE_UE8M0_BITS, SCALE_UE8M0_HOST):
+        raise ValueError(f"{op}: unknown scale_format {scale_format}")
+    if codes.ndim < 1:
+        raise ValueError(f"{op}: codes must have rank >= 1")
+    *lead, kc = codes.shape
+    k = kc * 2 if element_format == ELEMENT_E2M1 else kc
+    if sf_vec_size <= 0 or k % sf_vec_size:
+        raise ValueError(f"{op}: K={k} is not a multiple of sf_vec_size={sf_vec_size}")
+    m, c = math.prod(lead), k // sf_vec_size
+    flat = jnp.asarray(scales).reshape(-1)
+    need = sf_buffer_size(layout, m, c)
+    if flat.shape[0] != need:
+        raise ValueError(
+            f"{op}: scale buffer has {flat.shape[0]} bytes, layout {layout} with "
+            f"M={m}, C={c} needs {need}"
+        )
+    sfm = unswizzle_scales(flat.astype(jnp.uint8), layout, m, c)  # [M, C]
+    if scale_format == SCALE_E4M3:
+        s = decode_e4m3(sfm)
+    else:
+        s = decode_ue8m0(sfm, mode="bits" if scale_format == SCALE_UE8M0_BITS else "host")
+    g = (
+        jnp.float32(1)
+        if global_scale is None
+        else jnp.asarray(global_scale, jnp.float32).reshape(-1)[0]
+    )
+    cb = codes.astype(jnp.uint8).reshape(m, kc)
+    if element_format == ELEMENT_E2M1:
+        e = decode_e2m1(unpack_fp4(cb), negative_zero=not plus_zero_code8)
+    else:
+        e = decode_e4m3(cb)
+    e = e.reshape(m, c, sf_vec_size)
+    if device_math:
+        out = mul(mul(e, s[..., None]), g)
+    else:
+        # hmul's second operand must have few significant bits: the decoded scale
+        # and the element both do; IEEE products commute.
+        sg = hmul(jnp.broadcast_to(g, s.shape), s)
+        out = hmul(jnp.broadcast_to(sg[..., None], e.shape), e)
+    return round_to_dtype(out.reshape(*lead, k), out_dtype)
+
+
 def e2m1_and_ufp8sf_scale_to_float(
     codes: jax.Array,
     sf: jax.Array,
@@ -795,34 +1219,25 @@ def e2m1_and_ufp8sf_scale_to_float(
     Returns:
       float32 ``[M, K]``, subnormal results kept.
     """
-    layout = _check_layout(layout)
     if codes.ndim != 2:
         raise ValueError(
             f"e2m1_and_ufp8sf_scale_to_float: codes must be 2-D, got {codes.ndim}-D"
-        )
-    m, k = codes.shape[0], 2 * codes.shape[1]
-    if sf_vec_size <= 0 or k % sf_vec_size:
-        raise ValueError(
-            f"e2m1_and_ufp8sf_scale_to_float: K={k} is not a multiple of "
-            f"sf_vec_size={sf_vec_size}"
         )
     if ufp8_type not in (0, 1):
         raise ValueError(
             f"e2m1_and_ufp8sf_scale_to_float: ufp8_type {ufp8_type} not in (0, 1)"
         )
-    c = k // sf_vec_size
-    sfm = unswizzle_scales(sf.reshape(-1), layout, m, c)
-    if ufp8_type == 0:
-        sg = decode_ue8m0(sfm, mode="bits")  # global scale ignored; s * 1.0 == s
-    else:
-        g = (
-            jnp.float32(1)
-            if global_scale is None
-            else jnp.asarray(global_scale, jnp.float32).reshape(-1)[0]
-        )
-        sg = hmul(jnp.broadcast_to(g, sfm.shape), decode_e4m3(sfm))
-    sg = jnp.repeat(sg, sf_vec_size, axis=1)  # [M, K]
-    return hmul(sg, decode_e2m1(unpack_fp4(codes)))
+    return block_dequantize(
+        codes,
+        sf,
+        global_scale if ufp8_type == 1 else None,  # UE8M0: global scale ignored
+        element_format=ELEMENT_E2M1,
+        scale_format=SCALE_E4M3 if ufp8_type == 1 else SCALE_UE8M0_BITS,
+        sf_vec_size=sf_vec_size,
+        layout=layout,
+        plus_zero_code8=False,
+        device_math=False,
+    )
 
 
 def mxfp4_dequantize_host(
@@ -845,8 +1260,17 @@ def mxfp4_dequantize_host(
             f"mxfp4_dequantize_host: scale shape {scale.shape} does not match "
             f"[{n}, {k} // {group_size}]"
         )
-    h = jnp.repeat(decode_ue8m0(scale, mode="host"), group_size, axis=1)
-    return hmul(h, decode_e2m1(unpack_fp4(weight), negative_zero=False))
+    return block_dequantize(
+        weight,
+        scale,
+        None,
+        element_format=ELEMENT_E2M1,
+        scale_format=SCALE_UE8M0_HOST,
+        sf_vec_size=group_size,
+        layout=LAYOUT_LINEAR,
+        plus_zero_code8=True,
+        device_math=False,
+    )
 
 
 def mxfp8_dequantize_host(codes: jax.Array, sf: jax.Array, *, layout: int) -> jax.Array:
@@ -872,9 +1296,17 @@ def mxfp8_dequantize_host(codes: jax.Array, sf: jax.Array, *, layout: int) -> ja
             f"mxfp8_dequantize_host: scale buffer has {flat.shape[0]} bytes, "
             f"needs {need}"
         )
-    sfm = unswizzle_scales(flat[:need], layout, m, k // 32)
-    s = jnp.repeat(decode_ue8m0(sfm, mode="bits"), 32, axis=1)
-    return hmul(s, decode_e4m3(codes.astype(jnp.uint8)))
+    return block_dequantize(
+        codes,
+        flat[:need],
+        None,
+        element_format=ELEMENT_E4M3,
+        scale_format=SCALE_UE8M0_BITS,
+        sf_vec_size=32,
+        layout=layout,
+        plus_zero_code8=False,
+        device_math=False,
+    )
 
 
 def _truthy(x: jax.Array) -> jax.Array:
