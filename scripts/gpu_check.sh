@@ -17,10 +17,8 @@ $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu > "
 echo "build: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 3 "$OUT/build.log"
 $PY -c "import jax_fp4; print('cuda_compiled', jax_fp4.cuda_compiled(), 'cuda_available', jax_fp4.cuda_available())"
 
-$PY scripts/cross_check.py > "$OUT/cross_check.log" 2>&1
+$PY scripts/cross_check.py ${CROSS_ARGS:-auto,xla} > "$OUT/cross_check.log" 2>&1
 echo "cross_check: exit $?"; tail -n 5 "$OUT/cross_check.log"
-so=$(ls jax_fp4/_jax_fp4_cuda*.so build/gpu/_jax_fp4_cuda*.so 2>/dev/null | head -1)
-[ -n "$so" ] && cuobjdump -sass -arch sm_90a "$so" > "$OUT/sass_sm90a.txt" 2>&1
 
 JAX_FP4_REQUIRE_CUDA=1 $PY -m pytest ${PYTEST_ARGS:-tests} -q -p no:cacheprovider > "$OUT/test_gpu.log" 2>&1
 echo "tests (CPU and CUDA cases, CUDA required): exit $?"; tail -n 3 "$OUT/test_gpu.log"
