@@ -20,7 +20,9 @@ Three platform facts shape the code:
   platform's division: they use the exact integer division ``_rcp.ieee_div``.
 * Host functions (``*_host``, ``e2m1_and_ufp8sf_scale_to_float``) use IEEE
   float32 without flushing, so their products are built with integer
-  arithmetic (``hmul``), subnormal results included.
+  arithmetic (``hmul``), subnormal results included. 16-bit outputs are rounded
+  with integers too (``round_to_dtype``), and data movement of 16-bit floats runs
+  on bytes (``_as_raw``): XLA:CPU may move bfloat16 through float32 and flush.
 
 Format encoders work on float32 bit patterns (never XLA float8 casts), and the
 fast reciprocal ``rcp`` is the table emulation of ``_rcp``.
@@ -41,11 +43,11 @@ from ._rcp import round_pack as _round_pack
 
 __all__ = [
     "LAYOUT_LINEAR",
-    "LAYOUT_8x4",
-    "LAYOUT_128x4",
     "SCALE_ENCODE",
     "SCALE_INVERSE",
     "SCALE_KV_DECODE",
+    "LAYOUT_8x4",
+    "LAYOUT_128x4",
     "add",
     "block_dequantize",
     "block_scale_interleave",
@@ -460,7 +462,9 @@ def _float16_bits(x: jax.Array) -> jax.Array:
     sig = jnp.where(e == 0, a & _MANT, (a & _MANT) | _MIN_NORMAL)
     sub_ = _rne_shift_right(sig, jnp.clip(126 - jnp.maximum(e, 1), 0, 31).astype(_U32))
     mag = jnp.where(a >= np.uint32(0x38800000), normal, sub_)
-    mag = jnp.where(a >= np.uint32(0x477FF000), np.uint32(0x7C00), mag)  # rounds past 65504
+    mag = jnp.where(
+        a >= np.uint32(0x477FF000), np.uint32(0x7C00), mag
+    )  # rounds past 65504
     mag = jnp.where(_is_nan(u), np.uint32(0x7E00), mag)
     return (sign | mag).astype(jnp.uint16)
 
@@ -469,7 +473,9 @@ def _bfloat16_bits(x: jax.Array) -> jax.Array:
     """float32 -> bfloat16 bit pattern (uint16), RN-even, NaN kept quiet (SPEC 2.4)."""
     u = _bits(x)
     rounded = (u + np.uint32(0x7FFF) + ((u >> 16) & 1)) >> 16
-    return jnp.where(_is_nan(u), (u >> 16) | np.uint32(0x40), rounded).astype(jnp.uint16)
+    return jnp.where(_is_nan(u), (u >> 16) | np.uint32(0x40), rounded).astype(
+        jnp.uint16
+    )
 
 
 def round_to_dtype(x: jax.Array, dtype) -> jax.Array:
@@ -648,7 +654,9 @@ def _shuffle_source_rows(m: int, block: int) -> np.ndarray:
         raise ValueError(f"shuffle: {m} rows are not a multiple of the block {block}")
     r = np.arange(block)
     within = (r % 8) * (block // 8) + r // 8  # output row r reads input row `within[r]`
-    return (np.arange(m // block)[:, None] * block + within).reshape(-1).astype(np.int32)
+    return (
+        (np.arange(m // block)[:, None] * block + within).reshape(-1).astype(np.int32)
+    )
 
 
 def shuffle_rows(x: jax.Array, *, block: int) -> jax.Array:
@@ -712,7 +720,9 @@ def _amax(xb: jax.Array) -> jax.Array:
     a = _bits(xb) & _ABS
     nan = a > _EXP
     m = jnp.max(jnp.where(nan, np.uint32(0), a), axis=-1, initial=np.uint32(0))
-    m = jnp.where(m < _MIN_NORMAL, np.uint32(0), m)  # flush (the ordering is the float one)
+    m = jnp.where(
+        m < _MIN_NORMAL, np.uint32(0), m
+    )  # flush (the ordering is the float one)
     if xb.shape[-1]:
         m = jnp.where(jnp.all(nan, axis=-1), _QNAN, m)
     return _float(m)
@@ -871,7 +881,7 @@ def _finish(codes, sf, keep, lead, layout):
     return q, sf
 
 
-def _check_16bit_or_fp8(op: str, x: jax.Array, dtypes) -> tuple[list[int], int]:
+def _lead_and_k(op: str, x: jax.Array, dtypes) -> tuple[list[int], int]:
     dtype = jnp.dtype(x.dtype)
     if dtype not in dtypes:
         raise TypeError(f"{op}: unsupported input dtype {dtype}")
@@ -937,9 +947,7 @@ def fp4_quantize(
     if scale_mode not in (SCALE_ENCODE, SCALE_INVERSE, SCALE_KV_DECODE):
         raise ValueError(f"{op}: unknown scale_mode {scale_mode}")
     layout = _check_layout(layout)
-    lead, k = _check_16bit_or_fp8(
-        op, x, (jnp.float16, jnp.bfloat16, jnp.float8_e4m3fn)
-    )
+    lead, k = _lead_and_k(op, x, (jnp.float16, jnp.bfloat16, jnp.float8_e4m3fn))
     if k % sf_vec_size:
         raise ValueError(f"{op}: last dim {k} is not a multiple of {sf_vec_size}")
     m, c = math.prod(lead), k // sf_vec_size
@@ -1023,7 +1031,7 @@ def nvfp4_per_token_quantize(
     """
     op = "nvfp4_per_token_quantize"
     layout = _check_layout(layout)
-    lead, k = _check_16bit_or_fp8(op, x, (jnp.float16, jnp.bfloat16))
+    lead, k = _lead_and_k(op, x, (jnp.float16, jnp.bfloat16))
     if k % 16:
         raise ValueError(f"{op}: last dim {k} is not a multiple of 16")
     m, c = math.prod(lead), k // 16
@@ -1171,7 +1179,9 @@ def block_dequantize(
     if scale_format == SCALE_E4M3:
         s = decode_e4m3(sfm)
     else:
-        s = decode_ue8m0(sfm, mode="bits" if scale_format == SCALE_UE8M0_BITS else "host")
+        s = decode_ue8m0(
+            sfm, mode="bits" if scale_format == SCALE_UE8M0_BITS else "host"
+        )
     g = (
         jnp.float32(1)
         if global_scale is None

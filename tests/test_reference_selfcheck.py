@@ -556,7 +556,7 @@ def test_buffer_size_checked():
 
 # ---- row masks, scale modes, per-token, 4over6 (SPEC 4.2.2, 4.4, 5.10, 5.13) ----
 
-_FP4_KW = dict(sf_vec_size=16, use_ue8m0=False, exact=False, four_over_six=0)
+_FP4_KW = {"sf_vec_size": 16, "use_ue8m0": False, "exact": False, "four_over_six": 0}
 
 
 def test_row_mask_zeroes_rows_and_scales():
@@ -580,7 +580,9 @@ def test_row_mask_zeroes_rows_and_scales():
 
 def test_scale_modes():
     rng = np.random.default_rng(8)
-    x = jnp.asarray(rng.standard_normal((4, 32)).astype(np.float32)).astype(jnp.bfloat16)
+    x = jnp.asarray(rng.standard_normal((4, 32)).astype(np.float32)).astype(
+        jnp.bfloat16
+    )
     g = jnp.asarray([0.0123], jnp.float32)
     kw = dict(_FP4_KW, layout=2)
     # Inverse flag: S = rcp(g), then the recipe with that S (SPEC 4.2.1).
@@ -604,23 +606,26 @@ def test_per_token_zero_row_and_scales():
     x[0, :16] = np.linspace(-3, 5, 16)
     x[2] = 1.0
     s_inv = jnp.asarray([1 / 2688], jnp.float32)
-    q, sf, p = jax.jit(partial(R.nvfp4_per_token_quantize, layout=2, exact=False,
-                               four_over_six=0))(jnp.asarray(x), s_inv)
+    q, sf, p = jax.jit(
+        partial(R.nvfp4_per_token_quantize, layout=2, exact=False, four_over_six=0)
+    )(jnp.asarray(x), s_inv)
     sf = np.asarray(sf)
     assert (sf[1] == 0x7F).all()  # zero row, fast: sf = mul(inf, 0) = NaN (SPEC 4.2.2)
     assert np.asarray(p)[1] == 0 and not np.asarray(q)[1].any()
     assert u32(np.asarray(p)[2]) == u32(R.mul(jnp.float32(1.0), s_inv[0]))
     assert sf[0, 1] == 0  # zero block of a non-zero row
     # Exact (SPEC 4.3): zero row G = FLT_MAX, p = div(1, FLT_MAX) = +0; bytes 0.
-    q, sf, p = R.nvfp4_per_token_quantize(jnp.asarray(x), s_inv, layout=2, exact=True,
-                                          four_over_six=0)
+    q, sf, p = R.nvfp4_per_token_quantize(
+        jnp.asarray(x), s_inv, layout=2, exact=True, four_over_six=0
+    )
     assert u32(np.asarray(p)[1]) == 0 and not np.asarray(sf)[1].any()
     g_row2 = R.div(R.div(jnp.float32(1), s_inv[0]), jnp.float32(1.0))
     assert u32(np.asarray(p)[2]) == u32(R.div(jnp.float32(1), g_row2))
     # Row mask: p = 0 and zero bytes for unselected rows.
     mask = jnp.asarray([0, 1, 1], jnp.uint8)
-    q, sf, p = R.nvfp4_per_token_quantize(jnp.asarray(x), s_inv, mask, layout=0,
-                                          exact=False, four_over_six=0)
+    q, sf, p = R.nvfp4_per_token_quantize(
+        jnp.asarray(x), s_inv, mask, layout=0, exact=False, four_over_six=0
+    )
     assert np.asarray(p)[0] == 0 and not np.asarray(q)[0].any()
     sfl = np.asarray(R.unswizzle_scales(sf.reshape(-1), 0, 3, 2))
     assert not sfl[0].any() and (sfl[1] == 0x7F).all()
@@ -634,15 +639,30 @@ def test_four_over_six_zero_block_and_choice(flags, exact):
     x[0, 16:] = [4.0, 3.0] * 8  # max 4 -> candidate 4 represents it exactly
     x[1, :16] = np.linspace(-6, 6, 16)
     gs = jnp.asarray([2688.0 / 6.0], jnp.float32)
-    kw = dict(sf_vec_size=16, use_ue8m0=False, layout=2, scale_mode=0, exact=exact)
-    q, sf = jax.jit(partial(R.fp4_quantize, four_over_six=flags, **kw))(jnp.asarray(x), gs)
+    kw = {
+        "sf_vec_size": 16,
+        "use_ue8m0": False,
+        "layout": 2,
+        "scale_mode": 0,
+        "exact": exact,
+    }
+    q, sf = jax.jit(partial(R.fp4_quantize, four_over_six=flags, **kw))(
+        jnp.asarray(x), gs
+    )
     q, sf = np.asarray(q), np.asarray(sf)
     assert not q[0, :8].any() and sf[0, 0] == 0
-    base_q, base_sf = R.fp4_quantize(jnp.asarray(x), gs, four_over_six=0, **kw)
+    _, base_sf = R.fp4_quantize(jnp.asarray(x), gs, four_over_six=0, **kw)
     assert sf[0, 1] != np.asarray(base_sf)[0, 1]  # the max-4 scale won
-    deq = np.asarray(R.e2m1_and_ufp8sf_scale_to_float(
-        jnp.asarray(q), jnp.asarray(sf).reshape(-1), 1 / gs, sf_vec_size=16,
-        ufp8_type=1, layout=2))
+    deq = np.asarray(
+        R.e2m1_and_ufp8sf_scale_to_float(
+            jnp.asarray(q),
+            jnp.asarray(sf).reshape(-1),
+            1 / gs,
+            sf_vec_size=16,
+            ufp8_type=1,
+            layout=2,
+        )
+    )
     np.testing.assert_allclose(deq[0, 16:], x[0, 16:].astype(np.float32), rtol=1e-2)
 
 
@@ -654,7 +674,9 @@ def test_round_to_dtype_matches_numpy():
     x = f32(rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32))
     tiny = f32(rng.integers(0, 0x39000000, 400_000).astype(np.uint32))  # |x| < 2^-13
     x = np.where(rng.random(x.size) < 0.5, tiny, x)
-    x = f32(u32(x) ^ np.where(rng.random(x.size) < 0.5, 0, 0x80000000).astype(np.uint32))
+    x = f32(
+        u32(x) ^ np.where(rng.random(x.size) < 0.5, 0, 0x80000000).astype(np.uint32)
+    )
     for name, npt in (("float16", np.float16), ("bfloat16", ml_dtypes.bfloat16)):
         got = np.asarray(jax.jit(partial(R.round_to_dtype, dtype=name))(x))
         assert got.dtype == np.dtype(npt)
@@ -664,7 +686,9 @@ def test_round_to_dtype_matches_numpy():
         nan = np.isnan(x)
         np.testing.assert_array_equal(gb[~nan], wb[~nan])
         assert np.isnan(got[nan].astype(np.float32)).all()
-    assert (np.asarray(R.round_to_dtype(x, "float16")).view(np.uint16) & 0x7C00 == 0).sum() > 1000
+    assert (
+        np.asarray(R.round_to_dtype(x, "float16")).view(np.uint16) & 0x7C00 == 0
+    ).sum() > 1000
 
 
 @pytest.mark.parametrize("device_math", [False, True], ids=["host", "device"])
@@ -674,13 +698,25 @@ def test_block_dequantize_formats(device_math):
     codes = rng.integers(0, 256, (m, k // 2), dtype=np.uint8)
     sf = rng.integers(0, 256, R.sf_buffer_size(1, m, k // 16), dtype=np.uint8)
     g = np.float32(2.0**-120)  # pushes many products into the subnormal range
-    fn = jax.jit(partial(R.block_dequantize, element_format=0, scale_format=0,
-                         sf_vec_size=16, layout=1, plus_zero_code8=False,
-                         device_math=device_math, out_dtype="float32"))
+    fn = jax.jit(
+        partial(
+            R.block_dequantize,
+            element_format=0,
+            scale_format=0,
+            sf_vec_size=16,
+            layout=1,
+            plus_zero_code8=False,
+            device_math=device_math,
+            out_dtype="float32",
+        )
+    )
     got = np.asarray(fn(jnp.asarray(codes), jnp.asarray(sf), jnp.asarray([g])))
     e = np.asarray(R.decode_e2m1(R.unpack_fp4(jnp.asarray(codes))))
-    s = np.repeat(np.asarray(R.decode_e4m3(R.unswizzle_scales(jnp.asarray(sf), 1, m, 4))),
-                  16, axis=1)
+    s = np.repeat(
+        np.asarray(R.decode_e4m3(R.unswizzle_scales(jnp.asarray(sf), 1, m, 4))),
+        16,
+        axis=1,
+    )
     with np.errstate(all="ignore"):
         want = ftz_np(ftz_np(e * s) * g) if device_math else e * (s * g)
     same = (u32(got) == u32(want)) | (np.isnan(got) & np.isnan(want))
@@ -688,9 +724,19 @@ def test_block_dequantize_formats(device_math):
     assert ((got != 0) & (np.abs(got) < 2.0**-126)).any() != device_math
     # UE8M0 host decoding (0 -> 2^-127, 255 -> NaN) and code 8 -> +0.
     w = jnp.asarray([[0x88, 0x21]], jnp.uint8)
-    out = np.asarray(R.block_dequantize(
-        w, jnp.asarray([0, 255], jnp.uint8), None, element_format=0, scale_format=2,
-        sf_vec_size=2, layout=2, plus_zero_code8=True, device_math=False))
+    out = np.asarray(
+        R.block_dequantize(
+            w,
+            jnp.asarray([0, 255], jnp.uint8),
+            None,
+            element_format=0,
+            scale_format=2,
+            sf_vec_size=2,
+            layout=2,
+            plus_zero_code8=True,
+            device_math=False,
+        )
+    )
     assert u32(out[0, 0]) == 0 and u32(out[0, 1]) == 0
     assert np.isnan(out[0, 2:]).all()
 
@@ -700,15 +746,31 @@ def test_block_dequantize_16bit_subnormals():
     codes = jnp.asarray([[0x11] * 8], jnp.uint8)  # sixteen 0.5 elements
     sf = jnp.asarray([0x01], jnp.uint8)  # 2^-9
     for g in (2.0**-8, 3.0 * 2.0**-10, 2.0**-20):
-        kw = dict(element_format=0, scale_format=0, sf_vec_size=16, layout=2,
-                  plus_zero_code8=False)
+        kw = {
+            "element_format": 0,
+            "scale_format": 0,
+            "sf_vec_size": 16,
+            "layout": 2,
+            "plus_zero_code8": False,
+        }
         for device_math in (False, True):
             ref = np.float32(0.5 * 2.0**-9 * g)
-            for name, npt in (("float16", np.float16), ("bfloat16", ml_dtypes.bfloat16)):
-                out = jax.jit(partial(R.block_dequantize, device_math=device_math,
-                                      out_dtype=name, **kw))(codes, sf, jnp.asarray([g]))
+            for name, npt in (
+                ("float16", np.float16),
+                ("bfloat16", ml_dtypes.bfloat16),
+            ):
+                out = jax.jit(
+                    partial(
+                        R.block_dequantize,
+                        device_math=device_math,
+                        out_dtype=name,
+                        **kw,
+                    )
+                )(codes, sf, jnp.asarray([g]))
                 assert out.dtype == np.dtype(npt)
-                assert (np.asarray(out).view(np.uint16) == ref.astype(npt).view(np.uint16)).all()
+                assert (
+                    np.asarray(out).view(np.uint16) == ref.astype(npt).view(np.uint16)
+                ).all()
 
 
 # ---- shuffles (SPEC 5.11, 5.12) ----
@@ -717,13 +779,47 @@ def test_block_dequantize_16bit_subnormals():
 def test_shuffle_rows_spec_order():
     x = jnp.arange(64 * 2, dtype=jnp.int32).reshape(64, 2)
     out = np.asarray(R.shuffle_rows(x, block=32))[:, 0] // 2
-    want32 = [0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29,
-              2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31]
+    want32 = [
+        0,
+        4,
+        8,
+        12,
+        16,
+        20,
+        24,
+        28,
+        1,
+        5,
+        9,
+        13,
+        17,
+        21,
+        25,
+        29,
+        2,
+        6,
+        10,
+        14,
+        18,
+        22,
+        26,
+        30,
+        3,
+        7,
+        11,
+        15,
+        19,
+        23,
+        27,
+        31,
+    ]
     assert out.tolist() == want32 + [32 + r for r in want32]
     out16 = np.asarray(R.shuffle_rows(x[:16], block=16))[:, 0] // 2
     assert out16.tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15]
     batched = R.shuffle_rows(jnp.stack([x, x + 1000]), block=32)
-    np.testing.assert_array_equal(np.asarray(batched[1]), np.asarray(R.shuffle_rows(x, block=32)) + 1000)
+    np.testing.assert_array_equal(
+        np.asarray(batched[1]), np.asarray(R.shuffle_rows(x, block=32)) + 1000
+    )
     with pytest.raises(ValueError):
         R.shuffle_rows(x[:40], block=32)
     sf = jnp.asarray(np.random.default_rng(12).integers(0, 256, (2, 128, 5)), jnp.uint8)
@@ -734,19 +830,45 @@ def test_shuffle_rows_spec_order():
 
 
 def test_zero_size_new_ops():
-    q, sf, p = R.nvfp4_per_token_quantize(jnp.zeros((0, 32), jnp.bfloat16), jnp.ones(1),
-                                          layout=0, exact=True, four_over_six=1)
+    q, sf, p = R.nvfp4_per_token_quantize(
+        jnp.zeros((0, 32), jnp.bfloat16),
+        jnp.ones(1),
+        layout=0,
+        exact=True,
+        four_over_six=1,
+    )
     assert q.shape == (0, 16) and sf.shape == (0, 4) and p.shape == (0,)
-    q, sf, p = R.nvfp4_per_token_quantize(jnp.zeros((3, 0), jnp.float16), jnp.ones(1),
-                                          layout=2, exact=False, four_over_six=0)
+    q, sf, p = R.nvfp4_per_token_quantize(
+        jnp.zeros((3, 0), jnp.float16),
+        jnp.ones(1),
+        layout=2,
+        exact=False,
+        four_over_six=0,
+    )
     assert q.shape == (3, 0) and sf.shape == (3, 0) and p.shape == (3,)
-    q, sf = R.fp4_quantize(jnp.zeros((0, 32), jnp.float16), jnp.ones(1), jnp.zeros((0,), jnp.uint8),
-                           sf_vec_size=16, use_ue8m0=False, layout=1, scale_mode=2,
-                           exact=False, four_over_six=3)
+    q, sf = R.fp4_quantize(
+        jnp.zeros((0, 32), jnp.float16),
+        jnp.ones(1),
+        jnp.zeros((0,), jnp.uint8),
+        sf_vec_size=16,
+        use_ue8m0=False,
+        layout=1,
+        scale_mode=2,
+        exact=False,
+        four_over_six=3,
+    )
     assert q.shape == (0, 16) and sf.shape == (0, 4)
-    out = R.block_dequantize(jnp.zeros((0, 16), jnp.uint8), jnp.zeros((0,), jnp.uint8),
-                             jnp.ones(1), element_format=1, scale_format=1, sf_vec_size=16,
-                             layout=0, plus_zero_code8=False, device_math=True,
-                             out_dtype="bfloat16")
+    out = R.block_dequantize(
+        jnp.zeros((0, 16), jnp.uint8),
+        jnp.zeros((0,), jnp.uint8),
+        jnp.ones(1),
+        element_format=1,
+        scale_format=1,
+        sf_vec_size=16,
+        layout=0,
+        plus_zero_code8=False,
+        device_math=True,
+        out_dtype="bfloat16",
+    )
     assert out.shape == (0, 16) and out.dtype == jnp.bfloat16
     assert R.shuffle_rows(jnp.zeros((2, 0, 3)), block=16).shape == (2, 0, 3)
