@@ -36,7 +36,7 @@ def _check(proc: subprocess.CompletedProcess, name: str) -> None:
 
 
 def test_notebooks_found():
-    assert {"01_quickstart", "02_scale_layouts", "03_real_model",
+    assert {"01_quickstart", "02_scale_layouts", "03_real_model", "04_kv_cache",
             "05_performance"} <= set(NOTEBOOKS)
 
 
