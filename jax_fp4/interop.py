@@ -29,6 +29,15 @@ def _scale_matrix(op: str, sf, layout: SfLayout, rows: int, cols: int) -> jax.Ar
     return block_scale_interleave_reverse(sf, rows, cols, layout)
 
 
+def _fp4_operand(op: str, x_q, sf, layout, block: int, scale_dtype):
+    q = as_array(x_q)
+    check_rank(op, "x_q", q, min_rank=1)
+    rows, k = math.prod(q.shape[:-1]), 2 * q.shape[-1]
+    scales = _scale_matrix(op, sf, SfLayout(int(layout)), rows, k // block)
+    data = fp4_codes_to_float4(q.reshape(rows, k // 2))
+    return data, lax.bitcast_convert_type(scales, scale_dtype)
+
+
 def nvfp4_to_scaled_matmul(
     x_q: ArrayLike, sf: ArrayLike, sfLayout: SfLayout = SfLayout.layout_128x4  # noqa: N803
 ) -> tuple[jax.Array, jax.Array]:
@@ -43,26 +52,14 @@ def nvfp4_to_scaled_matmul(
     Returns:
         The operand and its scales; add a leading batch axis for ``scaled_matmul``.
     """
-    op = "nvfp4_to_scaled_matmul"
-    q = as_array(x_q)
-    check_rank(op, "x_q", q, min_rank=1)
-    rows, k = math.prod(q.shape[:-1]), 2 * q.shape[-1]
-    scales = _scale_matrix(op, sf, SfLayout(int(sfLayout)), rows, k // 16)
-    data = fp4_codes_to_float4(q.reshape(rows, k // 2))
-    return data, lax.bitcast_convert_type(scales, jnp.float8_e4m3fn)
+    return _fp4_operand("nvfp4_to_scaled_matmul", x_q, sf, sfLayout, 16, jnp.float8_e4m3fn)
 
 
 def mxfp4_to_scaled_matmul(
     x_q: ArrayLike, sf: ArrayLike, sfLayout: SfLayout = SfLayout.layout_128x4  # noqa: N803
 ) -> tuple[jax.Array, jax.Array]:
     """MXFP4 ``(x_q, sf)`` as ``(float4_e2m1fn [M, K], float8_e8m0fnu [M, K // 32])``."""
-    op = "mxfp4_to_scaled_matmul"
-    q = as_array(x_q)
-    check_rank(op, "x_q", q, min_rank=1)
-    rows, k = math.prod(q.shape[:-1]), 2 * q.shape[-1]
-    scales = _scale_matrix(op, sf, SfLayout(int(sfLayout)), rows, k // 32)
-    data = fp4_codes_to_float4(q.reshape(rows, k // 2))
-    return data, lax.bitcast_convert_type(scales, jnp.float8_e8m0fnu)
+    return _fp4_operand("mxfp4_to_scaled_matmul", x_q, sf, sfLayout, 32, jnp.float8_e8m0fnu)
 
 
 def mxfp8_to_scaled_matmul(
