@@ -462,9 +462,8 @@ def _float16_bits(x: jax.Array) -> jax.Array:
     sig = jnp.where(e == 0, a & _MANT, (a & _MANT) | _MIN_NORMAL)
     sub_ = _rne_shift_right(sig, jnp.clip(126 - jnp.maximum(e, 1), 0, 31).astype(_U32))
     mag = jnp.where(a >= np.uint32(0x38800000), normal, sub_)
-    mag = jnp.where(
-        a >= np.uint32(0x477FF000), np.uint32(0x7C00), mag
-    )  # rounds past 65504
+    # Magnitudes from 65520 up round past 65504: inf.
+    mag = jnp.where(a >= np.uint32(0x477FF000), np.uint32(0x7C00), mag)
     mag = jnp.where(_is_nan(u), np.uint32(0x7E00), mag)
     return (sign | mag).astype(jnp.uint16)
 
@@ -473,9 +472,8 @@ def _bfloat16_bits(x: jax.Array) -> jax.Array:
     """float32 -> bfloat16 bit pattern (uint16), RN-even, NaN kept quiet (SPEC 2.4)."""
     u = _bits(x)
     rounded = (u + np.uint32(0x7FFF) + ((u >> 16) & 1)) >> 16
-    return jnp.where(_is_nan(u), (u >> 16) | np.uint32(0x40), rounded).astype(
-        jnp.uint16
-    )
+    quiet_nan = (u >> 16) | np.uint32(0x40)
+    return jnp.where(_is_nan(u), quiet_nan, rounded).astype(jnp.uint16)
 
 
 def round_to_dtype(x: jax.Array, dtype) -> jax.Array:
@@ -654,9 +652,8 @@ def _shuffle_source_rows(m: int, block: int) -> np.ndarray:
         raise ValueError(f"shuffle: {m} rows are not a multiple of the block {block}")
     r = np.arange(block)
     within = (r % 8) * (block // 8) + r // 8  # output row r reads input row `within[r]`
-    return (
-        (np.arange(m // block)[:, None] * block + within).reshape(-1).astype(np.int32)
-    )
+    src = np.arange(m // block)[:, None] * block + within
+    return src.reshape(-1).astype(np.int32)
 
 
 def shuffle_rows(x: jax.Array, *, block: int) -> jax.Array:
@@ -720,9 +717,7 @@ def _amax(xb: jax.Array) -> jax.Array:
     a = _bits(xb) & _ABS
     nan = a > _EXP
     m = jnp.max(jnp.where(nan, np.uint32(0), a), axis=-1, initial=np.uint32(0))
-    m = jnp.where(
-        m < _MIN_NORMAL, np.uint32(0), m
-    )  # flush (the ordering is the float one)
+    m = jnp.where(m < _MIN_NORMAL, np.uint32(0), m)  # flush subnormal maxima
     if xb.shape[-1]:
         m = jnp.where(jnp.all(nan, axis=-1), _QNAN, m)
     return _float(m)
