@@ -137,10 +137,6 @@ def _define(
     return prim
 
 
-def _batch_shape(aval, params) -> tuple[int, ...]:
-    return tuple(aval.shape[: params["num_batch_dims"]])
-
-
 # ---- fp4_quantize: NVFP4 / MXFP4 (SPEC 5.2), masked rows, KV-cache scales ----
 
 SCALE_ENCODE, SCALE_INVERSE, SCALE_KV_DECODE = 0, 1, 2  # ScaleMode in block_scale.h
