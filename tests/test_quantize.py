@@ -262,6 +262,7 @@ def special_blocks(n, dtype):
         "neg-inf-only": _fill([-INF, 3.0, -0.25], n),
         "nan": _fill([NAN, 1.0, -1.0, 0.0, 4.0], n),
         "nan-odd": _fill([1.0, NAN, -2.0, NAN], n),
+        "neg-nan": _fill([-NAN, -1.0, 2.0, -NAN, -0.0], n),
         "random": list(np.random.default_rng(5).standard_normal(n) * 3),
     }
     return blocks

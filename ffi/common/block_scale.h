@@ -34,6 +34,11 @@ struct BlockScale {
 constexpr uint32_t kNoMaxBits = 0x7FC00000u;  // quiet NaN: "no element seen yet"
 
 JAX_FP4_HD float AbsMax(float running, float x) {
+#if defined(__CUDA_ARCH__)
+  // One FMNMX with an |x| operand. Built with -ftz it may return 0 for a subnormal maximum;
+  // every user flushes the maximum (Ftz) before use, so the result is the same.
+  return fmaxf(running, fabsf(x));
+#endif
   const float a = BitsFloat(FloatBits(x) & kAbsMask);
   if (IsNan(a)) return running;
   return IsNan(running) || a > running ? a : running;
@@ -177,9 +182,11 @@ struct BlockQuantizer {
     }
   }
 
-  // Two FP4 codes in a byte (FP4 recipes).
-  JAX_FP4_HD static uint32_t EncodePair(float lo, float hi, float out_scale) {
-    return EncodeE2M1x2(Mul(lo, out_scale), Mul(hi, out_scale));
+  // Eight FP4 codes in a word, element i in bits 4i..4i+3 (FP4 recipes).
+  JAX_FP4_HD static uint32_t Encode8(const float* x, float out_scale) {
+    float y[8];
+    for (int i = 0; i < 8; ++i) y[i] = Mul(x[i], out_scale);
+    return EncodeE2M1x8(y);
   }
 
   // One E4M3 byte (MXFP8).

@@ -83,9 +83,11 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
         const BlockScale bs = q.Scale(amax);
         scales[b * s.sf_size + SfOffset(s.layout, r, j, blocks)] = static_cast<uint8_t>(bs.code);
         if constexpr (Q::kFp4Out) {
-          for (int i = 0; i < kSfVec; i += 2)
-            out[(j * kSfVec + i) / 2] =
-                static_cast<uint8_t>(Q::EncodePair(v[i], v[i + 1], bs.out_scale));
+          for (int i = 0; i < kSfVec; i += 8) {
+            const uint32_t word = Q::Encode8(v + i, bs.out_scale);
+            for (int k = 0; k < 4; ++k)
+              out[(j * kSfVec + i) / 2 + k] = static_cast<uint8_t>(word >> (8 * k));
+          }
         } else {
           for (int i = 0; i < kSfVec; ++i)
             out[j * kSfVec + i] = static_cast<uint8_t>(Q::EncodeOne(v[i], bs.out_scale));

@@ -1,6 +1,6 @@
 // CUDA handlers of the block quantizers (fp4_quantize: NVFP4 and MXFP4; mxfp8_quantize).
-// Each thread owns one 16-byte input vector; the 2-8 threads of a scale block combine their
-// maxima with warp shuffles and run the shared recipe of common/block_scale.h.
+// Each thread owns whole scale blocks (16 or 32 elements) and runs the shared recipe of
+// common/block_scale.h on them; no data moves between threads.
 #include <cuda_runtime.h>
 
 #include "common/block_scale.h"
@@ -19,7 +19,7 @@ struct QuantizeParams {
   float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
-  FastDiv vecs_per_row_div, rows_div;  // set by Launch
+  FastDiv blocks_per_row_div, rows_div;  // set by Launch
 };
 
 template <InputType kType>
@@ -53,75 +53,66 @@ struct InputTraits<InputType::kF32> {
   __device__ static float Get(const uint4& v, int i) { return BitsFloat((&v.x)[i]); }
 };
 
-// Stores `bytes` (4, 8 or 16) output bytes held in `w` as one vector store.
-template <int kBytes>
-__device__ __forceinline__ void StoreBytes(uint8_t* dst, const uint32_t (&w)[4]) {
-  if constexpr (kBytes == 4) *reinterpret_cast<uint32_t*>(dst) = w[0];
-  if constexpr (kBytes == 8) *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
-  if constexpr (kBytes == 16) *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
-}
+// A whole scale block per thread: its elements (as the recipe sees them), the block maximum,
+// the scale byte and the packed codes, with no data exchanged between threads.
+template <class Q, class In>
+struct BlockWork {
+  static constexpr int kSfVec = Q::kSfVec;
+  static constexpr int kLoads = kSfVec / In::kElems;               // 16-byte loads per block
+  static constexpr int kOutWords = Q::kFp4Out ? kSfVec / 8 : kSfVec / 4;
+  // Blocks a thread takes per loop trip, all loads issued before any is used: about 64
+  // bytes of input in flight per thread.
+  static constexpr int kPerTrip = kLoads >= 4 ? 1 : 4 / kLoads;
+  uint4 raw[kLoads];
+};
 
-// Quantizes the 16-byte vector `raw` (one thread's share of a scale block) with row state `q`.
-// All lanes of the warp must call it together: the block maximum is combined by shuffles
-// among the kLanes consecutive lanes that share a block. `keep` false gives zero output.
+// Quantizes one block from its raw input: writes the codes to `w` and returns the scale byte.
 template <class Q, class In, bool kFourOverSix>
-__device__ __forceinline__ void QuantizeVector(const uint4& raw, const Q& q, bool keep,
-                                               uint32_t (&w)[4], uint32_t& scale_code) {
-  constexpr int kElems = In::kElems;
-  constexpr int kLanes = Q::kSfVec / kElems;
-  float f[kElems];
+__device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q, In>::kLoads],
+                                                  const Q& q,
+                                                  uint32_t (&w)[BlockWork<Q, In>::kOutWords]) {
+  constexpr int kSfVec = Q::kSfVec;
+  float f[kSfVec];
   float amax = BitsFloat(kNoMaxBits);
 #pragma unroll
-  for (int i = 0; i < kElems; ++i) {
-    f[i] = q.Prepare(In::Get(raw, i));
+  for (int i = 0; i < kSfVec; ++i) {
+    f[i] = q.Prepare(In::Get(raw[i / In::kElems], i % In::kElems));
     amax = AbsMax(amax, f[i]);
   }
+  if constexpr (kFourOverSix && kSfVec == 16 && Q::kFp4Out) {
+    uint32_t c[16];
+    const uint32_t code = q.ScaleFourOverSix(f, amax, c);
 #pragma unroll
-  for (int offset = 1; offset < kLanes; offset <<= 1)
-    amax = AbsMax(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, offset));
-#pragma unroll
-  for (int i = 0; i < 4; ++i) w[i] = 0;
-  if constexpr (kFourOverSix && Q::kSfVec == 16 && kElems == 8 && Q::kFp4Out) {
-    {
-      // 4over6 needs the whole block: the lane pair swaps halves, both run the recipe.
-      const bool upper = threadIdx.x & 1;
-      float block[16];
-      uint32_t codes[16];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const float other = __shfl_xor_sync(0xFFFFFFFFu, f[i], 1);
-        block[i] = upper ? other : f[i];
-        block[8 + i] = upper ? f[i] : other;
-      }
-      const uint32_t code = q.ScaleFourOverSix(block, amax, codes);
-#pragma unroll
-      for (int i = 0; i < 8; i += 2)
-        w[0] |= (codes[(upper ? 8 : 0) + i] | (codes[(upper ? 8 : 0) + i + 1] << 4))
-                << (4 * i);
-      if (!keep) w[0] = 0;
-      scale_code = keep ? code : 0u;
-      return;
-    }
+    for (int i = 0; i < 16; ++i) w[i / 8] |= c[i] << (4 * (i % 8));  // w arrives zeroed
+    return code;
   }
   const BlockScale bs = q.Scale(amax);
   if constexpr (Q::kFp4Out) {
 #pragma unroll
-    for (int i = 0; i < kElems; i += 2)
-      w[i / 8] |= Q::EncodePair(f[i], f[i + 1], bs.out_scale) << (8 * ((i / 2) & 3));
+    for (int g = 0; g < kSfVec / 8; ++g) w[g] = Q::Encode8(f + 8 * g, bs.out_scale);
   } else {
 #pragma unroll
-    for (int i = 0; i < kElems; i += 2)
-      w[i / 4] |= Q::EncodePairE4M3(f[i], f[i + 1], bs.out_scale) << (8 * (i & 3));
+    for (int i = 0; i < kSfVec; i += 4)
+      w[i / 4] = Q::EncodePairE4M3(f[i], f[i + 1], bs.out_scale) |
+                 (Q::EncodePairE4M3(f[i + 2], f[i + 3], bs.out_scale) << 16);
   }
-  if (!keep) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) w[i] = 0;
-  }
-  scale_code = keep ? bs.code : 0u;
+  return bs.code;
 }
 
-// Writes a block's scale byte (by the first lane of the block) and, after the last block of a
-// row, zeros into the row's padding columns (SPEC 3.4).
+// Stores a block's codes (8, 16 or 32 bytes) with 8- or 16-byte stores.
+template <int kWords>
+__device__ __forceinline__ void StoreWords(uint8_t* dst, const uint32_t (&w)[kWords]) {
+  if constexpr (kWords == 2) {
+    *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kWords; i += 4)
+      reinterpret_cast<uint4*>(dst)[i / 4] = make_uint4(w[i], w[i + 1], w[i + 2], w[i + 3]);
+  }
+}
+
+// Writes a block's scale byte and, after the last block of a row, zeros into the row's
+// padding columns (SPEC 3.4).
 __device__ __forceinline__ void StoreScale(uint8_t* sf, const QuantizeParams& p, int64_t r,
                                            int64_t j, int64_t blocks_per_row, uint32_t code) {
   sf[SfOffset(p.layout, r, j, blocks_per_row)] = static_cast<uint8_t>(code);
@@ -145,11 +136,10 @@ __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeP
   }
 }
 
-// Vectors a thread handles per loop trip: both loads are issued before either is used.
-constexpr int kUnroll = 2;
-
-// Each thread block takes tiles of kUnroll x kThreads consecutive 16-byte input vectors
-// (grid-strided); a vector's row and batch come from two multiply-shift divisions.
+// Thread i of the grid takes scale blocks i, i + T, i + 2T, ... of the flattened
+// [batch * rows, blocks_per_row] block matrix (grid-strided, kPerTrip at a time), so a
+// warp reads consecutive blocks of a row; a block's row and batch come from two
+// multiply-shift divisions.
 template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
 __global__ void __launch_bounds__(kThreads)
     BlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
@@ -157,46 +147,50 @@ __global__ void __launch_bounds__(kThreads)
                         QuantizeParams p) {
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
   using In = InputTraits<kType>;
-  constexpr int kElems = In::kElems;
-  constexpr int kLanes = Q::kSfVec / kElems;  // threads per scale block: 1, 2, 4 or 8
-  constexpr int kOutBytes = Q::kFp4Out ? kElems / 2 : kElems;
-  constexpr int64_t kTile = int64_t{kUnroll} * kThreads;
-  const int64_t vecs_per_row = p.padded_cols / kElems;
-  const int64_t in_vecs_per_row = p.cols / kElems;
-  const int64_t total = p.batch * p.rows * vecs_per_row;
+  using Work = BlockWork<Q, In>;
+  constexpr int kTrip = Work::kPerTrip;
+  constexpr int kOutBytes = Work::kOutWords * 4;
   const int64_t blocks_per_row = p.padded_cols / Q::kSfVec;
+  const int64_t in_blocks_per_row = p.cols / Q::kSfVec;
+  const int64_t total = p.batch * p.rows * blocks_per_row;
+  const int64_t stride = int64_t{gridDim.x} * kThreads * kTrip;
 
-  // Whole thread blocks iterate together, so every lane joins every shuffle.
-  for (int64_t tile = blockIdx.x; tile * kTile < total; tile += gridDim.x) {
-    uint4 raw[kUnroll];
-    int64_t row[kUnroll], col_vec[kUnroll];
-    bool keep[kUnroll];
+  for (int64_t first = int64_t{blockIdx.x} * kThreads * kTrip + threadIdx.x; first < total;
+       first += stride) {
+    Work work[kTrip];
+    int64_t row[kTrip], col[kTrip];
+    bool keep[kTrip];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t v = tile * kTile + u * kThreads + threadIdx.x;
-      const bool active = v < total;
-      row[u] = active ? static_cast<int64_t>(p.vecs_per_row_div.Div(v)) : 0;
-      col_vec[u] = v - row[u] * vecs_per_row;
-      keep[u] = active && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
-      raw[u] = make_uint4(0, 0, 0, 0);
-      if (keep[u] && col_vec[u] < in_vecs_per_row) raw[u] = x[row[u] * in_vecs_per_row + col_vec[u]];
+    for (int u = 0; u < kTrip; ++u) {
+      const int64_t blk = first + int64_t{u} * kThreads;
+      row[u] = static_cast<int64_t>(p.blocks_per_row_div.Div(blk < total ? blk : 0));
+      col[u] = blk - row[u] * blocks_per_row;
+      keep[u] = blk < total && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
+      const bool load = keep[u] && col[u] < in_blocks_per_row;
+      const uint4* src = x + (row[u] * in_blocks_per_row + col[u]) * Work::kLoads;
+#pragma unroll
+      for (int v = 0; v < Work::kLoads; ++v)
+        work[u].raw[v] = load ? src[v] : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t v = tile * kTile + u * kThreads + threadIdx.x;
+    for (int u = 0; u < kTrip; ++u) {
+      const int64_t blk = first + int64_t{u} * kThreads;
+      if (blk >= total) break;
       const int64_t b = static_cast<int64_t>(p.rows_div.Div(row[u])), r = row[u] - b * p.rows;
-      Q q;
-      q.four_over_six = p.four_over_six;
-      if (Q::kUsesGlobalScale && keep[u])
-        q.InitRow(global_scale[b * p.global_scales_per_batch +
-                               (p.global_scales_per_batch == 1 ? 0 : r)],
-                  p.scale_mode, p.runtime_zero);
-      uint32_t w[4], code;
-      QuantizeVector<Q, In, kFourOverSix>(raw[u], q, keep[u], w, code);
-      if (v >= total) continue;
-      StoreBytes<kOutBytes>(codes + v * kOutBytes, w);
-      if (col_vec[u] % kLanes == 0)
-        StoreScale(scales + b * p.sf_size, p, r, col_vec[u] / kLanes, blocks_per_row, code);
+      uint32_t w[Work::kOutWords], code = 0;
+#pragma unroll
+      for (int i = 0; i < Work::kOutWords; ++i) w[i] = 0;
+      if (keep[u]) {
+        Q q;
+        q.four_over_six = p.four_over_six;
+        if constexpr (Q::kUsesGlobalScale)
+          q.InitRow(global_scale[b * p.global_scales_per_batch +
+                                 (p.global_scales_per_batch == 1 ? 0 : r)],
+                    p.scale_mode, p.runtime_zero);
+        code = QuantizeBlock<Q, In, kFourOverSix>(work[u].raw, q, w);
+      }
+      StoreWords(codes + blk * kOutBytes, w);
+      StoreScale(scales + b * p.sf_size, p, r, col[u], blocks_per_row, code);
     }
   }
   ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
@@ -204,7 +198,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Per-token NVFP4: one thread block per row (grid-strided). Pass 1 takes the row maximum,
-// pass 2 quantizes with the row's own scale; the second read of the row mostly hits L2.
+// pass 2 quantizes a scale block per thread with the row's own scale; the second read of the
+// row mostly hits L2.
 template <Recipe kRecipe, InputType kType, bool kFourOverSix>
 __global__ void __launch_bounds__(kThreads)
     PerTokenQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ s_inv,
@@ -212,9 +207,8 @@ __global__ void __launch_bounds__(kThreads)
                            QuantizeParams p) {
   using Q = BlockQuantizer<kRecipe, false>;
   using In = InputTraits<kType>;
-  constexpr int kElems = In::kElems;
-  constexpr int kLanes = Q::kSfVec / kElems;
-  const int64_t vecs_per_row = p.cols / kElems;
+  using Work = BlockWork<Q, In>;
+  const int64_t vecs_per_row = p.cols / In::kElems;
   const int64_t blocks_per_row = p.cols / Q::kSfVec;
   __shared__ float warp_max[kThreads / 32];
   for (int64_t row = blockIdx.x; row < p.batch * p.rows; row += gridDim.x) {
@@ -226,7 +220,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int64_t v = threadIdx.x; v < vecs_per_row; v += kThreads) {
         const uint4 raw = in[v];
 #pragma unroll
-        for (int i = 0; i < kElems; ++i) amax = AbsMax(amax, In::Get(raw, i));
+        for (int i = 0; i < In::kElems; ++i) amax = AbsMax(amax, In::Get(raw, i));
       }
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1)
@@ -241,17 +235,16 @@ __global__ void __launch_bounds__(kThreads)
     q.four_over_six = p.four_over_six;
     const float pts = q.InitPerTokenRow(row_amax, s_inv[b]);
     if (threadIdx.x == 0) p.per_token_scale[row] = keep ? pts : 0.0f;
-    // Warp-uniform bound so every lane joins the shuffles.
-    for (int64_t base = threadIdx.x & ~31; base < vecs_per_row; base += kThreads) {
-      const int64_t v = base + (threadIdx.x & 31);
-      const bool active = v < vecs_per_row;
-      const uint4 raw = keep && active ? in[v] : make_uint4(0, 0, 0, 0);
-      uint32_t w[4], code;
-      QuantizeVector<Q, In, kFourOverSix>(raw, q, keep, w, code);
-      if (!active) continue;
-      StoreBytes<kElems / 2>(codes + (row * vecs_per_row + v) * (kElems / 2), w);
-      if (v % kLanes == 0)
-        StoreScale(scales + b * p.sf_size, p, r, v / kLanes, blocks_per_row, code);
+    for (int64_t j = threadIdx.x; j < blocks_per_row; j += kThreads) {
+      uint32_t w[Work::kOutWords] = {}, code = 0;
+      if (keep) {
+        Work work;
+#pragma unroll
+        for (int v = 0; v < Work::kLoads; ++v) work.raw[v] = in[j * Work::kLoads + v];
+        code = QuantizeBlock<Q, In, kFourOverSix>(work.raw, q, w);
+      }
+      StoreWords(codes + (row * blocks_per_row + j) * (Work::kOutWords * 4), w);
+      StoreScale(scales + b * p.sf_size, p, r, j, blocks_per_row, code);
     }
   }
   ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
@@ -269,17 +262,17 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
               static_cast<const uint4*>(x), gs, codes, sf, p);
     return;
   }
-  constexpr int kElems = InputTraits<kType>::kElems;
+  using Q = BlockQuantizer<kRecipe, kInputFp8>;
   auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
-  const int grid = GridForKernel(kernel, p.batch * p.rows * (p.padded_cols / kElems),
-                                 kThreads * kUnroll);
+  const int grid = GridForKernel(kernel, p.batch * p.rows * (p.padded_cols / Q::kSfVec),
+                                 kThreads * BlockWork<Q, InputTraits<kType>>::kPerTrip);
   kernel<<<grid, kThreads, 0, stream>>>(static_cast<const uint4*>(x), gs, codes, sf, p);
 }
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
 void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes, uint8_t* sf,
             QuantizeParams p) {
-  p.vecs_per_row_div = FastDiv::Make(p.padded_cols / InputTraits<kType>::kElems);
+  p.blocks_per_row_div = FastDiv::Make(p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
   p.rows_div = FastDiv::Make(p.rows);
   // 4over6 is its own instantiation so the common kernels do not carry its code.
   constexpr bool kCanFourOverSix =

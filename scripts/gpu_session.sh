@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Everything one device call does, in one command on the GPU machine (no network): build for
+# the local GPU only, run the CUDA tests and the cross-check, time the large kernels with ncu
+# (plus ncu's detail sections for a few), run the benchmark suite; logs packed under $OUT
+# (the device tool returns at most 8 files). Knobs: STEPS (default "build test cross ncu
+# detail bench"), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
+set -uo pipefail
+OUT=${OUT:-/tmp/jax_fp4_session}
+LOG=$OUT/logs
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+PY=${PYTHON:-python3}
+STEPS=${STEPS:-"build test cross ncu detail bench"}
+cd "$(dirname "$0")/.."
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+stamp() { echo "== $1: $(date -u +%T)"; }
+
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc --version | tail -1; git log --oneline -1 2>/dev/null
+  $PY -c "import sys, jax, jaxlib, numpy; print(sys.version.split()[0], 'jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'numpy', numpy.__version__); print(jax.devices())"
+} > "$LOG/env.txt" 2>&1
+cat "$LOG/env.txt"
+
+if has build; then
+  stamp build; t0=$(date +%s)
+  $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+      -Ccmake.define.JAX_FP4_CUDA_ARCHS="${ARCHS:-90a}" > "$LOG/build.log" 2>&1
+  echo "build: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 2 "$LOG/build.log"
+  $PY -c "import jax_fp4; print('cuda_available', jax_fp4.cuda_available())"
+fi
+if has test; then
+  stamp test
+  JAX_FP4_REQUIRE_CUDA=1 timeout 300 $PY -m pytest ${PYTEST_ARGS:-tests -m cuda -n 8} -q \
+      -p no:cacheprovider > "$LOG/test_gpu.log" 2>&1
+  echo "tests: exit $?"; tail -n 3 "$LOG/test_gpu.log"; grep -m 20 "^FAILED" "$LOG/test_gpu.log"
+fi
+if has cross; then
+  stamp cross
+  timeout 240 $PY scripts/cross_check.py ${CROSS_ARGS:-auto} > "$LOG/cross_check.log" 2>&1
+  echo "cross_check: exit $?"; tail -n 3 "$LOG/cross_check.log"
+fi
+if has ncu; then
+  stamp ncu
+  NCU_TARGETS=${NCU_TARGETS:-"nvfp4_128x4,16384,16384 mxfp8_128x4,16384,16384 mxfp4_128x4,16384,16384 nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384 packbits,16384,16384"} \
+  OUT=$LOG timeout 240 bash scripts/gpu_perf.sh > "$LOG/ncu_run.log" 2>&1
+  cat "$LOG/ncu_summary.txt" 2>/dev/null
+fi
+if has detail; then
+  stamp detail
+  for t in ${NCU_DETAIL:-nvfp4_128x4,16384,16384 nvfp4_dequant,16384,16384}; do
+    timeout 120 ncu --clock-control none --profile-from-start off -c 1 \
+        -k regex:'BlockQuantize|BlockDequantize|PerToken|Pack|Interleave' \
+        --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+        --section SchedulerStats --section Occupancy --section LaunchStats \
+        --section MemoryWorkloadAnalysis \
+        $PY benchmarks/bench.py --ncu-target "$t" --ncu-reps 1 --out "$LOG" \
+        > "$LOG/detail_${t//,/_}.txt" 2>&1
+    echo "detail $t: exit $?"
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Issue Slots Busy|Issued Ipc|Achieved Occupancy|Registers Per|No Eligible|Warp Cycles Per Issued" \
+        "$LOG/detail_${t//,/_}.txt" | head -20
+  done
+fi
+if has bench; then
+  stamp bench
+  timeout 300 $PY benchmarks/bench.py --out "$LOG" --budget-s 200 ${BENCH_ARGS:-} \
+      > "$LOG/bench.log" 2>&1
+  echo "bench: exit $?"; tail -n 45 "$LOG/bench.log"
+fi
+stamp pack
+cp "$LOG"/bench_*.json "$LOG"/bench_*.png "$OUT"/ 2>/dev/null
+tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOG"
+ls -la "$OUT"
