@@ -168,6 +168,32 @@ JAX_FP4_HD uint32_t E2M1CodePlusBias(float y) {
 
 JAX_FP4_HD uint32_t EncodeE2M1(float y) { return E2M1CodePlusBias(y) - kE2m1CodeBias; }
 
+#if defined(__CUDA_ARCH__)
+// E2M1CodePlusBias(y) << 4i added to `word`, with the integer work on the multiply-add pipe
+// (sm_90's integer/logic pipe was the quantizers' limit): the sum minus the magic is the
+// rounded step count, a high multiply is the >> 22, and the sign bit of c * 0 (+-0:
+// c is finite after saturation) reaches bit 4i + 3 through a high multiply by 2^(4i+4) + 1
+// (not a power of two, so it stays a multiply).
+template <int kIndex>
+__device__ __forceinline__ void E2M1AddCode(uint32_t& word, float y) {
+  const float c = fmaxf(fminf(y, 6.0f), -6.0f);
+  uint32_t magic = (FloatBits(c) & kInfBits) + (22u << 23);
+  magic = magic > 0x4A800000u ? magic : 0x4A800000u;
+  const uint32_t sum = FloatBits(fabsf(c) + BitsFloat(magic));
+  uint32_t code;
+  // hi(sum * 1025) == sum >> 22: the extra sum only adds to the low word, which stays
+  // below 2^32 (sum < 2^31 and its low 22 bits are under 8).
+  asm("mad.hi.u32 %0, %1, 1025, %2;" : "=r"(code) : "r"(sum), "r"(sum - magic));
+  word += code << (4 * kIndex);
+  const uint32_t sign = FloatBits(Mul(c, 0.0f));
+  if constexpr (kIndex < 7) {
+    asm("mad.hi.u32 %0, %1, %2, %0;" : "+r"(word) : "r"(sign), "n"((1u << (4 * kIndex + 4)) + 1u));
+  } else {
+    word += sign;
+  }
+}
+#endif
+
 // Eight E2M1 codes in a word, element i in bits 4i..4i+3 (so the lower-index element of each
 // byte is in its low nibble, SPEC 2.1 packing).
 JAX_FP4_HD uint32_t EncodeE2M1x8(const float* y) {
@@ -182,6 +208,17 @@ JAX_FP4_HD uint32_t EncodeE2M1x8(const float* y) {
         : "f"(y[i + 1]), "f"(y[i]));
     word |= static_cast<uint32_t>(r) << (4 * i);
   }
+  return word;
+#elif defined(__CUDA_ARCH__)
+  uint32_t word = 0u - kE2m1CodeBias * 0x11111111u;
+  E2M1AddCode<0>(word, y[0]);
+  E2M1AddCode<1>(word, y[1]);
+  E2M1AddCode<2>(word, y[2]);
+  E2M1AddCode<3>(word, y[3]);
+  E2M1AddCode<4>(word, y[4]);
+  E2M1AddCode<5>(word, y[5]);
+  E2M1AddCode<6>(word, y[6]);
+  E2M1AddCode<7>(word, y[7]);
   return word;
 #else
   uint32_t word = 0u - kE2m1CodeBias * 0x11111111u;  // the eight biases, subtracted once

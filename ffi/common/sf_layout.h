@@ -28,20 +28,50 @@ JAX_FP4_HD int64_t SfBufferSize(int64_t layout, int64_t rows, int64_t cols) {
   return SfPaddedRows(layout, rows) * SfPaddedCols(layout, cols);
 }
 
-// Byte offset of (r, k) in a buffer for a matrix with `cols` scale columns (before padding).
+// Byte offset of (r, k) in a buffer for a matrix with `cols` scale columns (before padding),
+// split as RowPart(r) + ColPart(k) so a kernel pays for the row part once per row and no
+// layout branch at all: every layout is
+//   row part = (r >> row_tile_shift) * row_tile_bytes + (r & lane_mask) * lane_bytes
+//              + ((r >> 5) & group_mask) * 4
+//   col part = (k >> 2) * col_tile_bytes + (k & 3)
+//  * 128x4: 512-byte tiles of 128 rows x 4 columns, row-tile-major; inside, [r%32][(r%128)/32][k%4];
+//  * 8x4: 32-byte tiles of 8 rows x 4 columns, row-tile-major; row-major inside;
+//  * linear: r * cols + k (one "tile" per row, column tiles of 4 bytes).
+struct SfAddressing {
+  int64_t row_tile_bytes = 0;
+  int32_t row_tile_shift = 0, lane_mask = 0, lane_bytes = 0, group_mask = 0, col_tile_bytes = 4;
+
+  JAX_FP4_HD static SfAddressing Make(int64_t layout, int64_t cols) {
+    SfAddressing a;
+    const int64_t col_tiles = RoundUp(cols, 4) >> 2;
+    if (layout == kLayout128x4) {
+      a.row_tile_shift = 7;
+      a.row_tile_bytes = col_tiles * 512;
+      a.lane_mask = 31;
+      a.lane_bytes = 16;
+      a.group_mask = 3;
+      a.col_tile_bytes = 512;
+    } else if (layout == kLayout8x4) {
+      a.row_tile_shift = 3;
+      a.row_tile_bytes = col_tiles * 32;
+      a.lane_mask = 7;
+      a.lane_bytes = 4;
+      a.col_tile_bytes = 32;
+    } else {
+      a.row_tile_bytes = cols;
+    }
+    return a;
+  }
+  JAX_FP4_HD int64_t RowPart(int64_t r) const {
+    return (r >> row_tile_shift) * row_tile_bytes + (r & lane_mask) * lane_bytes +
+           ((r >> 5) & group_mask) * 4;
+  }
+  JAX_FP4_HD int64_t ColPart(int64_t k) const { return (k >> 2) * col_tile_bytes + (k & 3); }
+  JAX_FP4_HD int64_t Offset(int64_t r, int64_t k) const { return RowPart(r) + ColPart(k); }
+};
+
 JAX_FP4_HD int64_t SfOffset(int64_t layout, int64_t r, int64_t k, int64_t cols) {
-  if (layout == kLayout128x4) {
-    // 512-byte tiles of 128 rows x 4 columns, row-tile-major; inside, [r%32][(r%128)/32][k%4].
-    const int64_t col_tiles = RoundUp(cols, 4) >> 2;
-    return (((r >> 7) * col_tiles + (k >> 2)) << 9) + ((r & 31) << 4) + (((r >> 5) & 3) << 2) +
-           (k & 3);
-  }
-  if (layout == kLayout8x4) {
-    // 32-byte tiles of 8 rows x 4 columns, row-tile-major; row-major inside.
-    const int64_t col_tiles = RoundUp(cols, 4) >> 2;
-    return (((r >> 3) * col_tiles + (k >> 2)) << 5) + ((r & 7) << 2) + (k & 3);
-  }
-  return r * cols + k;
+  return SfAddressing::Make(layout, cols).Offset(r, k);
 }
 
 // Inverse of SfOffset for the swizzled layouts: which (r, k) a buffer byte holds. Padding

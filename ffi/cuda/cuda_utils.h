@@ -56,6 +56,33 @@ struct FastDiv {
   }
 };
 
+// The same for 32-bit dividends (Granlund-Montgomery: a 33-bit multiplier whose top bit is
+// folded into an add): five integer instructions, exact for every n < 2^32.
+struct FastDiv32 {
+  uint32_t divisor = 1, mul = 0, shift = 0;
+
+  static FastDiv32 Make(int64_t d) {
+    FastDiv32 f;
+    f.divisor = static_cast<uint32_t>(d < 1 ? 1 : d);
+    if (f.divisor == 1) return f;
+    uint32_t l = 0;
+    while ((uint64_t{1} << l) < f.divisor) ++l;  // ceil(log2 d), 1..32
+    f.mul = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << l) - f.divisor)) /
+                                  f.divisor + 1);
+    f.shift = l - 1;
+    return f;
+  }
+  __host__ __device__ __forceinline__ uint32_t Div(uint32_t n) const {
+    if (divisor == 1) return n;
+#if defined(__CUDA_ARCH__)
+    const uint32_t t = __umulhi(n, mul);
+#else
+    const uint32_t t = static_cast<uint32_t>((uint64_t{n} * mul) >> 32);
+#endif
+    return (t + ((n - t) >> 1)) >> shift;
+  }
+};
+
 // Blocks for a grid-stride loop over `items`: enough to cover them, at most what stays
 // resident (8 blocks of 256 threads per SM), at least one.
 inline int GridFor(int64_t items, int threads = kThreads) {

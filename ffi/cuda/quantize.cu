@@ -1,6 +1,8 @@
 // CUDA handlers of the block quantizers (fp4_quantize: NVFP4 and MXFP4; mxfp8_quantize).
 // Each thread owns whole scale blocks (16 or 32 elements) and runs the shared recipe of
 // common/block_scale.h on them; no data moves between threads.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "common/block_scale.h"
@@ -19,8 +21,33 @@ struct QuantizeParams {
   float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
-  FastDiv blocks_per_row_div, rows_div;  // set by Launch
+  // Set by Launch: scale addressing, and divisions by blocks per row and by rows.
+  SfAddressing sf_addr;
+  FastDiv32 blocks_per_row_div, rows_div;
 };
+
+// Block maximum (SPEC 4.1) of the Prepare()d elements `f`, scalar: one FMNMX per element.
+template <int kN>
+__device__ __forceinline__ float ScalarAbsMax(const float (&f)[kN]) {
+  float amax = BitsFloat(kNoMaxBits);
+#pragma unroll
+  for (int i = 0; i < kN; ++i) amax = AbsMax(amax, f[i]);
+  return amax;
+}
+
+// The same on packed 16-bit pairs: max is exact in the input format and HMNMX2 ignores NaN
+// the way fmaxf does, so one instruction covers two elements.
+template <typename Pair, int kLoads, int kN>
+__device__ __forceinline__ float PairAbsMax(const uint4 (&raw)[kLoads], const float (&f)[kN]) {
+  Pair m;
+  const uint32_t nan_pair = 0x7FFF7FFFu;  // NaN in both halves: "no element yet"
+  m = *reinterpret_cast<const Pair*>(&nan_pair);
+#pragma unroll
+  for (int v = 0; v < kLoads; ++v)
+#pragma unroll
+    for (int k = 0; k < 4; ++k) m = __hmax2(m, __habs2(reinterpret_cast<const Pair*>(&raw[v])[k]));
+  return fmaxf(static_cast<float>(__low2float(m)), static_cast<float>(__high2float(m)));
+}
 
 template <InputType kType>
 struct InputTraits;
@@ -31,6 +58,10 @@ struct InputTraits<InputType::kF16> {
     const uint32_t w = (&v.x)[i / 2];
     return HalfToFloat(static_cast<uint16_t>(w >> (16 * (i & 1))));
   }
+  template <int kLoads, int kN>
+  __device__ static float BlockAbsMax(const uint4 (&raw)[kLoads], const float (&f)[kN]) {
+    return PairAbsMax<__half2>(raw, f);
+  }
 };
 template <>
 struct InputTraits<InputType::kBf16> {
@@ -39,6 +70,10 @@ struct InputTraits<InputType::kBf16> {
     const uint32_t w = (&v.x)[i / 2];
     return Bf16ToFloat(static_cast<uint16_t>(w >> (16 * (i & 1))));
   }
+  template <int kLoads, int kN>
+  __device__ static float BlockAbsMax(const uint4 (&raw)[kLoads], const float (&f)[kN]) {
+    return PairAbsMax<__nv_bfloat162>(raw, f);
+  }
 };
 template <>
 struct InputTraits<InputType::kE4m3> {
@@ -46,11 +81,19 @@ struct InputTraits<InputType::kE4m3> {
   __device__ static float Get(const uint4& v, int i) {
     return DecodeE4M3(((&v.x)[i / 4] >> (8 * (i & 3))) & 0xFFu);
   }
+  template <int kLoads, int kN>
+  __device__ static float BlockAbsMax(const uint4 (&)[kLoads], const float (&f)[kN]) {
+    return ScalarAbsMax(f);  // FP8 inputs are maximised after Prepare() rescales them
+  }
 };
 template <>
 struct InputTraits<InputType::kF32> {
   static constexpr int kElems = 4;
   __device__ static float Get(const uint4& v, int i) { return BitsFloat((&v.x)[i]); }
+  template <int kLoads, int kN>
+  __device__ static float BlockAbsMax(const uint4 (&)[kLoads], const float (&f)[kN]) {
+    return ScalarAbsMax(f);  // FP8 inputs are maximised after Prepare() rescales them
+  }
 };
 
 // A whole scale block per thread: its elements (as the recipe sees them), the block maximum,
@@ -66,6 +109,10 @@ struct BlockWork {
   uint4 raw[kLoads];
 };
 
+// The kernels index scale blocks with 32 bits: 2^32 blocks is 2^36 elements, beyond any
+// GPU's memory today, and the handlers refuse more.
+constexpr int64_t kMaxBlocks = int64_t{1} << 32;
+
 // Quantizes one block from its raw input: writes the codes to `w` and returns the scale byte.
 template <class Q, class In, bool kFourOverSix>
 __device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q, In>::kLoads],
@@ -73,12 +120,9 @@ __device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q
                                                   uint32_t (&w)[BlockWork<Q, In>::kOutWords]) {
   constexpr int kSfVec = Q::kSfVec;
   float f[kSfVec];
-  float amax = BitsFloat(kNoMaxBits);
 #pragma unroll
-  for (int i = 0; i < kSfVec; ++i) {
-    f[i] = q.Prepare(In::Get(raw[i / In::kElems], i % In::kElems));
-    amax = AbsMax(amax, f[i]);
-  }
+  for (int i = 0; i < kSfVec; ++i) f[i] = q.Prepare(In::Get(raw[i / In::kElems], i % In::kElems));
+  const float amax = In::BlockAbsMax(raw, f);
   if constexpr (kFourOverSix && kSfVec == 16 && Q::kFp4Out) {
     uint32_t c[16];
     const uint32_t code = q.ScaleFourOverSix(f, amax, c);
@@ -111,14 +155,14 @@ __device__ __forceinline__ void StoreWords(uint8_t* dst, const uint32_t (&w)[kWo
   }
 }
 
-// Writes a block's scale byte and, after the last block of a row, zeros into the row's
-// padding columns (SPEC 3.4).
-__device__ __forceinline__ void StoreScale(uint8_t* sf, const QuantizeParams& p, int64_t r,
-                                           int64_t j, int64_t blocks_per_row, uint32_t code) {
-  sf[SfOffset(p.layout, r, j, blocks_per_row)] = static_cast<uint8_t>(code);
+// Writes a block's scale byte at `row_sf` + the column part of `j` and, after the last block
+// of a row, zeros into the row's padding columns (SPEC 3.4).
+__device__ __forceinline__ void StoreScale(uint8_t* row_sf, const QuantizeParams& p, uint32_t j,
+                                           uint32_t blocks_per_row, uint32_t code) {
+  row_sf[p.sf_addr.ColPart(j)] = static_cast<uint8_t>(code);
   if (j == blocks_per_row - 1)
     for (int64_t k = blocks_per_row; k < SfPaddedCols(p.layout, blocks_per_row); ++k)
-      sf[SfOffset(p.layout, r, k, blocks_per_row)] = 0;
+      row_sf[p.sf_addr.ColPart(k)] = 0;
 }
 
 // Padding rows of swizzled layouts: whole 4-byte groups of zeros, grid-strided.
@@ -131,17 +175,17 @@ __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeP
   for (int64_t i = first; i < pad_words; i += stride) {
     const int64_t b = i / (pad_rows * col_groups), rem = i - b * pad_rows * col_groups;
     const int64_t r = p.rows + rem / col_groups, kt = rem % col_groups;
-    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size +
-                                 SfOffset(p.layout, r, kt * 4, blocks_per_row)) = 0u;
+    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size + p.sf_addr.Offset(r, kt * 4)) = 0u;
   }
 }
 
 // Thread i of the grid takes scale blocks i, i + T, i + 2T, ... of the flattened
-// [batch * rows, blocks_per_row] block matrix (grid-strided, kPerTrip at a time), so a
-// warp reads consecutive blocks of a row; a block's row and batch come from two
-// multiply-shift divisions.
+// [batch * rows, blocks_per_row] block matrix (grid-strided, kPerTrip at a time), so a warp
+// reads consecutive blocks of a row. Block indices are 32-bit (Launch checks the count); byte
+// offsets are 64-bit. At most 64 registers: four thread blocks per SM keep enough loads in
+// flight.
 template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)
     BlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
                         uint8_t* __restrict__ codes, uint8_t* __restrict__ scales,
                         QuantizeParams p) {
@@ -150,47 +194,53 @@ __global__ void __launch_bounds__(kThreads)
   using Work = BlockWork<Q, In>;
   constexpr int kTrip = Work::kPerTrip;
   constexpr int kOutBytes = Work::kOutWords * 4;
-  const int64_t blocks_per_row = p.padded_cols / Q::kSfVec;
-  const int64_t in_blocks_per_row = p.cols / Q::kSfVec;
-  const int64_t total = p.batch * p.rows * blocks_per_row;
-  const int64_t stride = int64_t{gridDim.x} * kThreads * kTrip;
+  const uint32_t blocks_per_row = static_cast<uint32_t>(p.padded_cols / Q::kSfVec);
+  const uint32_t in_blocks_per_row = static_cast<uint32_t>(p.cols / Q::kSfVec);
+  const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * blocks_per_row);
+  const uint32_t stride = gridDim.x * kThreads * kTrip;
+  // One global scale for the whole call (the common case): the row state is set up once.
+  const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
+  Q q_all;
+  q_all.four_over_six = p.four_over_six;
+  if (Q::kUsesGlobalScale && one_scale) q_all.InitRow(global_scale[0], p.scale_mode, p.runtime_zero);
 
-  for (int64_t first = int64_t{blockIdx.x} * kThreads * kTrip + threadIdx.x; first < total;
+  for (uint32_t first = blockIdx.x * kThreads * kTrip + threadIdx.x; first < total;
        first += stride) {
     Work work[kTrip];
-    int64_t row[kTrip], col[kTrip];
+    uint32_t row[kTrip], col[kTrip];
     bool keep[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const int64_t blk = first + int64_t{u} * kThreads;
-      row[u] = static_cast<int64_t>(p.blocks_per_row_div.Div(blk < total ? blk : 0));
+      const uint32_t blk = first + u * kThreads;
+      row[u] = p.blocks_per_row_div.Div(blk);
       col[u] = blk - row[u] * blocks_per_row;
       keep[u] = blk < total && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
       const bool load = keep[u] && col[u] < in_blocks_per_row;
-      const uint4* src = x + (row[u] * in_blocks_per_row + col[u]) * Work::kLoads;
+      const uint4* src =
+          x + (int64_t{row[u]} * in_blocks_per_row + col[u]) * int64_t{Work::kLoads};
 #pragma unroll
       for (int v = 0; v < Work::kLoads; ++v)
         work[u].raw[v] = load ? src[v] : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const int64_t blk = first + int64_t{u} * kThreads;
+      const uint32_t blk = first + u * kThreads;
       if (blk >= total) break;
-      const int64_t b = static_cast<int64_t>(p.rows_div.Div(row[u])), r = row[u] - b * p.rows;
+      const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row[u]);
+      const uint32_t r = row[u] - b * static_cast<uint32_t>(p.rows);
       uint32_t w[Work::kOutWords], code = 0;
 #pragma unroll
       for (int i = 0; i < Work::kOutWords; ++i) w[i] = 0;
       if (keep[u]) {
-        Q q;
-        q.four_over_six = p.four_over_six;
-        if constexpr (Q::kUsesGlobalScale)
+        Q q = q_all;
+        if (Q::kUsesGlobalScale && !one_scale)
           q.InitRow(global_scale[b * p.global_scales_per_batch +
                                  (p.global_scales_per_batch == 1 ? 0 : r)],
                     p.scale_mode, p.runtime_zero);
         code = QuantizeBlock<Q, In, kFourOverSix>(work[u].raw, q, w);
       }
-      StoreWords(codes + blk * kOutBytes, w);
-      StoreScale(scales + b * p.sf_size, p, r, col[u], blocks_per_row, code);
+      StoreWords(codes + int64_t{blk} * kOutBytes, w);
+      StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, col[u], blocks_per_row, code);
     }
   }
   ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
@@ -212,7 +262,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t blocks_per_row = p.cols / Q::kSfVec;
   __shared__ float warp_max[kThreads / 32];
   for (int64_t row = blockIdx.x; row < p.batch * p.rows; row += gridDim.x) {
-    const int64_t b = static_cast<int64_t>(p.rows_div.Div(row)), r = row - b * p.rows;
+    const int64_t b = p.rows_div.Div(static_cast<uint32_t>(row)), r = row - b * p.rows;
     const bool keep = p.row_mask == nullptr || p.row_mask[row] != 0;
     const uint4* in = x + row * vecs_per_row;
     float amax = BitsFloat(kNoMaxBits);
@@ -244,7 +294,8 @@ __global__ void __launch_bounds__(kThreads)
         code = QuantizeBlock<Q, In, kFourOverSix>(work.raw, q, w);
       }
       StoreWords(codes + (row * blocks_per_row + j) * (Work::kOutWords * 4), w);
-      StoreScale(scales + b * p.sf_size, p, r, j, blocks_per_row, code);
+      StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, static_cast<uint32_t>(j),
+                 static_cast<uint32_t>(blocks_per_row), code);
     }
   }
   ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
@@ -272,8 +323,9 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
 void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes, uint8_t* sf,
             QuantizeParams p) {
-  p.blocks_per_row_div = FastDiv::Make(p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
-  p.rows_div = FastDiv::Make(p.rows);
+  p.sf_addr = SfAddressing::Make(p.layout, p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
+  p.blocks_per_row_div = FastDiv32::Make(p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
+  p.rows_div = FastDiv32::Make(p.rows);
   // 4over6 is its own instantiation so the common kernels do not carry its code.
   constexpr bool kCanFourOverSix =
       !kInputFp8 && (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact);
@@ -325,6 +377,8 @@ ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                    static_cast<ScaleMode>(scale_mode), nullptr, nullptr, 0u,
                    FourOverSix::FromBits(four_over_six)};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
+  if (d.batch * d.rows * (d.last / sf_vec_size) >= kMaxBlocks)
+    return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
   const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
   p.global_scales_per_batch = n_gs / d.batch;
   if (p.global_scales_per_batch * d.batch != n_gs ||
@@ -365,6 +419,8 @@ ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                    nullptr, per_token_scale->typed_data(), 0u,
                    FourOverSix::FromBits(four_over_six)};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (d.batch * d.rows * (d.last / 16) >= kMaxBlocks)
+    return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
   if (static_cast<int64_t>(s_inv.element_count()) != d.batch)
     return InvalidArgument(kOp, "the global scale must have one element per batch");
   if (masked) {
@@ -398,6 +454,8 @@ ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
   QuantizeParams p{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32),
                    1, ScaleMode::kEncode, nullptr, nullptr, 0u, FourOverSix{}};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (d.batch * d.rows * (kp / 32) >= kMaxBlocks)
+    return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
     return InvalidArgument(kOp, "output sizes do not match the input");
