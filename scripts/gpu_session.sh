@@ -60,6 +60,24 @@ if has detail; then
         "$LOG/detail_${t//,/_}.txt" | head -20
   done
 fi
+if has large; then
+  stamp large
+  JAX_FP4_REQUIRE_CUDA=1 timeout 300 $PY -m pytest tests/test_large.py -q -p no:cacheprovider \
+      > "$LOG/test_large.log" 2>&1
+  echo "large: exit $?"; tail -n 3 "$LOG/test_large.log"
+fi
+if has sanitize; then
+  # compute-sanitizer over the CUDA cases of the kernel tests (every pytest worker traced).
+  SAN_TESTS=${SAN_TESTS:-"tests/test_quantize.py tests/test_dequantize.py tests/test_packing.py tests/test_layouts.py tests/test_fp4_family.py tests/test_transforms.py"}
+  for tool in ${SAN_TOOLS:-memcheck initcheck racecheck}; do
+    stamp "sanitize $tool"
+    JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-200} compute-sanitizer --tool "$tool" \
+        --target-processes all --error-exitcode 99 --print-limit 20 \
+        $PY -m pytest $SAN_TESTS -m cuda -n 8 -q -p no:cacheprovider ${SAN_K:+-k "$SAN_K"} \
+        > "$LOG/sanitize_$tool.log" 2>&1
+    echo "sanitize $tool: exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$LOG/sanitize_$tool.log" | tail -n 4
+  done
+fi
 if has bench; then
   stamp bench
   timeout 300 $PY benchmarks/bench.py --out "$LOG" --budget-s 200 ${BENCH_ARGS:-} \

@@ -282,6 +282,14 @@ JAX_FP4_HD uint32_t EncodeE4M3x2(float lo, float hi) {
 }
 
 JAX_FP4_HD float DecodeE4M3(uint32_t code) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  // Hardware: E4M3 -> f16 -> f32, both exact; NaN gets the canonical payload below.
+  uint32_t pair;
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(pair) : "h"(static_cast<uint16_t>(code & 0xFFu)));
+  float value;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(value) : "h"(static_cast<uint16_t>(pair)));
+  return (code & 0x7Fu) == 0x7Fu ? BitsFloat(0x7FC00000u) : value;
+#endif
   const uint32_t sign = (code & 0x80u) << 24;
   const uint32_t exp = (code >> 3) & 0xFu;
   const uint32_t man = code & 7u;

@@ -15,65 +15,107 @@ struct DequantizeParams {
   ElementFormat element_format;
   ScaleFormat scale_format;
   bool plus_zero_code8, device_math;
-  FastDiv vecs_per_row_div, rows_div;
+  SfAddressing sf_addr;
+  FastDiv32 groups_per_row_div, rows_div;
 };
-
-template <typename Out>
-__device__ __forceinline__ void Store8(Out* out, int64_t v, const float (&o)[8]) {
-  if constexpr (sizeof(Out) == 4) {  // float32: two 16-byte stores
-    reinterpret_cast<float4*>(out)[2 * v] = make_float4(o[0], o[1], o[2], o[3]);
-    reinterpret_cast<float4*>(out)[2 * v + 1] = make_float4(o[4], o[5], o[6], o[7]);
-  } else {  // 16-bit: one 16-byte store
-    uint32_t w[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const bool bf16 = Out::kBf16;
-      const uint32_t lo = bf16 ? FloatToBf16(o[2 * i]) : FloatToHalf(o[2 * i]);
-      const uint32_t hi = bf16 ? FloatToBf16(o[2 * i + 1]) : FloatToHalf(o[2 * i + 1]);
-      w[i] = lo | (hi << 16);
-    }
-    reinterpret_cast<uint4*>(out)[v] = make_uint4(w[0], w[1], w[2], w[3]);
-  }
-}
 
 struct Bf16Out { static constexpr bool kBf16 = true; uint16_t bits; };
 struct F16Out { static constexpr bool kBf16 = false; uint16_t bits; };
 
-// One thread per 8 output elements: reads 4 (E2M1) or 8 (E4M3) code bytes, writes 8 values.
+// Output elements per 16-byte store: 4 float32 or 8 16-bit values.
 template <typename Out>
+constexpr int kGroup = 16 / sizeof(Out);
+
+template <typename Out>
+__device__ __forceinline__ uint4 PackGroup(const float (&o)[kGroup<Out>]) {
+  if constexpr (sizeof(Out) == 4) {
+    return make_uint4(FloatBits(o[0]), FloatBits(o[1]), FloatBits(o[2]), FloatBits(o[3]));
+  } else {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t lo = Out::kBf16 ? FloatToBf16(o[2 * i]) : FloatToHalf(o[2 * i]);
+      const uint32_t hi = Out::kBf16 ? FloatToBf16(o[2 * i + 1]) : FloatToHalf(o[2 * i + 1]);
+      w[i] = lo | (hi << 16);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+// Group g of the output covers elements [g * kGroup, (g + 1) * kGroup) of the flattened
+// output; its codes are 2-8 consecutive bytes, and kGroup divides every block size, so one
+// scale serves a group.
+template <typename Out, bool kFp4>
+__device__ __forceinline__ uint4 DequantizeGroup(const uint8_t* __restrict__ codes,
+                                                 const uint8_t* __restrict__ scales,
+                                                 const float* __restrict__ global_scale,
+                                                 const DequantizeParams& p, uint32_t g,
+                                                 uint32_t groups_per_row) {
+  constexpr int kN = kGroup<Out>;
+  const uint32_t row = p.groups_per_row_div.Div(g);
+  const uint32_t col = (g - row * groups_per_row) * kN;
+  const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
+  const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
+  const float scale = DecodeScale(
+      p.scale_format, scales[b * p.sf_size + p.sf_addr.Offset(r, col / p.sf_vec_size)]);
+  const float g_scale = global_scale[b];
+  // Codes: kN / 2 bytes (E2M1) or kN bytes (E4M3), little-endian in `bits`.
+  uint64_t bits;
+  constexpr int kCodeBytes = kFp4 ? kN / 2 : kN;
+  if constexpr (kCodeBytes == 2) bits = reinterpret_cast<const uint16_t*>(codes)[g];
+  else if constexpr (kCodeBytes == 4) bits = reinterpret_cast<const uint32_t*>(codes)[g];
+  else bits = reinterpret_cast<const uint64_t*>(codes)[g];
+  const ElementFormat format = kFp4 ? ElementFormat::kE2m1 : ElementFormat::kE4m3;
+  float o[kN];
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const uint32_t code = static_cast<uint32_t>(kFp4 ? (bits >> (4 * i)) & 0xFu
+                                                     : (bits >> (8 * i)) & 0xFFu);
+    o[i] = DequantizeElement(DecodeElement(format, code, p.plus_zero_code8), scale, g_scale,
+                             p.device_math);
+  }
+  return PackGroup<Out>(o);
+}
+
+// One thread per 16-byte output group, kPerTrip groups a trip a block-width apart, so every
+// store instruction of a warp writes 512 contiguous bytes.
+template <typename Out, bool kFp4>
 __global__ void __launch_bounds__(kThreads)
     BlockDequantizeKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
-                          const float* __restrict__ global_scale, Out* __restrict__ out,
+                          const float* __restrict__ global_scale, uint4* __restrict__ out,
                           DequantizeParams p) {
-  const int64_t vecs_per_row = p.cols / 8;
-  const int64_t total = p.batch * p.rows * vecs_per_row;
-  const int64_t blocks_per_row = p.cols / p.sf_vec_size;
-  const bool fp4 = p.element_format == ElementFormat::kE2m1;
-  for (int64_t v = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; v < total;
-       v += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t row = static_cast<int64_t>(p.vecs_per_row_div.Div(v));
-    const int64_t col = (v - row * vecs_per_row) * 8;
-    const int64_t b = static_cast<int64_t>(p.rows_div.Div(row)), r = row - b * p.rows;
-    const float scale = DecodeScale(
-        p.scale_format,
-        scales[b * p.sf_size + SfOffset(p.layout, r, col / p.sf_vec_size, blocks_per_row)]);
-    const float g = global_scale[b];
-    uint2 raw;
-    if (fp4) {
-      raw.x = *reinterpret_cast<const uint32_t*>(codes + v * 4);
-      raw.y = 0;
-    } else {
-      raw = *reinterpret_cast<const uint2*>(codes + v * 8);
-    }
-    float o[8];
+  constexpr int kPerTrip = 4;
+  const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup<Out>);
+  const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
+  for (uint32_t first = blockIdx.x * kThreads * kPerTrip + threadIdx.x; first < total;
+       first += gridDim.x * kThreads * kPerTrip) {
+    uint4 v[kPerTrip];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t code = fp4 ? (raw.x >> (4 * i)) & 0xFu
-                                : ((i < 4 ? raw.x : raw.y) >> (8 * (i & 3))) & 0xFFu;
-      o[i] = DequantizeElement(DecodeElement(p.element_format, code, p.plus_zero_code8), scale,
-                               g, p.device_math);
+    for (int u = 0; u < kPerTrip; ++u) {
+      const uint32_t g = first + u * kThreads;
+      if (g < total)
+        v[u] = DequantizeGroup<Out, kFp4>(codes, scales, global_scale, p, g, groups_per_row);
     }
-    Store8(out, v, o);
+#pragma unroll
+    for (int u = 0; u < kPerTrip; ++u)
+      if (first + u * kThreads < total) out[first + u * kThreads] = v[u];
+  }
+}
+
+template <typename Out>
+void LaunchDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* scales,
+                      const float* gs, void* out, DequantizeParams p) {
+  p.groups_per_row_div = FastDiv32::Make(p.cols / kGroup<Out>);
+  const int64_t groups = p.batch * p.rows * p.cols / kGroup<Out>;
+  auto* o = static_cast<uint4*>(out);
+  if (p.element_format == ElementFormat::kE2m1) {
+    auto kernel = BlockDequantizeKernel<Out, true>;
+    kernel<<<GridForKernel(kernel, groups, kThreads * 4), kThreads, 0, stream>>>(codes, scales,
+                                                                                  gs, o, p);
+  } else {
+    auto kernel = BlockDequantizeKernel<Out, false>;
+    kernel<<<GridForKernel(kernel, groups, kThreads * 4), kThreads, 0, stream>>>(codes, scales,
+                                                                                  gs, o, p);
   }
 }
 
@@ -85,38 +127,32 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> cod
                                    int64_t num_batch_dims) {
   constexpr const char* kOp = "dequantize";
   const Dims3 d = SplitDims(out->dimensions(), num_batch_dims);
-  // Block sizes are multiples of 8 (16 or 32), so a thread's 8 elements share one scale.
+  // Block sizes are multiples of 8 (16 or 32), so a group's 4 or 8 elements share one scale.
   if (sf_vec_size <= 0 || sf_vec_size % 8 != 0 || d.last % sf_vec_size != 0)
     return InvalidArgument(kOp, "K is not a multiple of sf_vec_size (a multiple of 8)");
   DequantizeParams p{d.batch, d.rows, d.last, sf_vec_size, layout,
                      SfBufferSize(layout, d.rows, d.last / sf_vec_size),
                      static_cast<ElementFormat>(element_format),
                      static_cast<ScaleFormat>(scale_format), plus_zero_code8, device_math,
-                     FastDiv::Make(d.last / 8), FastDiv::Make(d.rows)};
+                     SfAddressing::Make(layout, d.last / sf_vec_size), FastDiv32{},
+                     FastDiv32::Make(d.rows)};
   const int64_t code_row = p.element_format == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
       static_cast<int64_t>(scales.element_count()) != d.batch * p.sf_size ||
       static_cast<int64_t>(global_scale.element_count()) != d.batch)
     return InvalidArgument(kOp, "input sizes do not match the output");
-  const int grid = GridFor(d.batch * d.rows * d.last / 8);
+  // Groups (4 or 8 elements) are indexed with 32 bits.
+  if (d.batch * d.rows * d.last / 4 >= (int64_t{1} << 32))
+    return InvalidArgument(kOp, "more than 2^34 elements in one call");
+  const uint8_t* c = codes.typed_data();
+  const uint8_t* sf = scales.typed_data();
+  const float* gs = global_scale.typed_data();
   void* o = out->untyped_data();
   switch (out->element_type()) {
-    case ffi::F32:
-      BlockDequantizeKernel<<<grid, kThreads, 0, stream>>>(
-          codes.typed_data(), scales.typed_data(), global_scale.typed_data(),
-          static_cast<float*>(o), p);
-      break;
-    case ffi::BF16:
-      BlockDequantizeKernel<<<grid, kThreads, 0, stream>>>(
-          codes.typed_data(), scales.typed_data(), global_scale.typed_data(),
-          static_cast<Bf16Out*>(o), p);
-      break;
-    case ffi::F16:
-      BlockDequantizeKernel<<<grid, kThreads, 0, stream>>>(
-          codes.typed_data(), scales.typed_data(), global_scale.typed_data(),
-          static_cast<F16Out*>(o), p);
-      break;
+    case ffi::F32: LaunchDequantize<float>(stream, c, sf, gs, o, p); break;
+    case ffi::BF16: LaunchDequantize<Bf16Out>(stream, c, sf, gs, o, p); break;
+    case ffi::F16: LaunchDequantize<F16Out>(stream, c, sf, gs, o, p); break;
     default:
       return InvalidArgument(kOp, "output must be float32, bfloat16 or float16");
   }
