@@ -1,9 +1,11 @@
 """Cross-checks every op on every available platform against the NumPy oracle (bitwise).
 
 A quick standalone check for a GPU machine (the pytest suite is the full version):
-    python scripts/cross_check.py
+    python scripts/cross_check.py [auto,xla]
+JAX_FP4_CROSS_PLATFORMS=cuda limits it to the GPU (compute-sanitizer runs it that way).
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +21,8 @@ import jax_fp4 as F  # noqa: E402
 
 BACKENDS = sys.argv[1].split(",") if len(sys.argv) > 1 else ["auto", "xla"]
 platforms = ["cpu"] + (["cuda"] if F.cuda_available() else [])
+if os.environ.get("JAX_FP4_CROSS_PLATFORMS"):  # e.g. "cuda" under compute-sanitizer
+    platforms = [p for p in platforms if p in os.environ["JAX_FP4_CROSS_PLATFORMS"].split(",")]
 rng = np.random.default_rng(1234)
 failures, checks = [], 0
 

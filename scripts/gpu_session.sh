@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything one device call does, in one command on the GPU machine (no network): build for
 # the local GPU only, run the CUDA tests and the cross-check, time the large kernels with ncu
-# (plus ncu's detail sections for a few), run the benchmark suite; logs packed under $OUT
+# (plus ncu's detail sections for a few), run the benchmark suite, and optionally the
+# >2^31-element test ("large") and compute-sanitizer ("sanitize"); logs packed under $OUT
 # (the device tool returns at most 8 files). Knobs: STEPS (default "build test cross ncu
 # detail bench"), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
 set -uo pipefail
@@ -67,15 +68,14 @@ if has large; then
   echo "large: exit $?"; tail -n 3 "$LOG/test_large.log"
 fi
 if has sanitize; then
-  # compute-sanitizer over the CUDA cases of the kernel tests (every pytest worker traced).
-  SAN_TESTS=${SAN_TESTS:-"tests/test_quantize.py tests/test_dequantize.py tests/test_packing.py tests/test_layouts.py tests/test_fp4_family.py tests/test_transforms.py"}
+  # compute-sanitizer over scripts/cross_check.py on the GPU: every op, awkward shapes (odd
+  # rows, padding, masks, batches), results compared with the NumPy oracle as well.
   for tool in ${SAN_TOOLS:-memcheck initcheck racecheck}; do
     stamp "sanitize $tool"
-    JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-200} compute-sanitizer --tool "$tool" \
-        --target-processes all --error-exitcode 99 --print-limit 20 \
-        $PY -m pytest $SAN_TESTS -m cuda -n 8 -q -p no:cacheprovider ${SAN_K:+-k "$SAN_K"} \
+    JAX_FP4_CROSS_PLATFORMS=cuda timeout ${SAN_TIMEOUT:-200} compute-sanitizer --tool "$tool" \
+        --error-exitcode 99 --print-limit 20 $PY scripts/cross_check.py auto \
         > "$LOG/sanitize_$tool.log" 2>&1
-    echo "sanitize $tool: exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$LOG/sanitize_$tool.log" | tail -n 4
+    echo "sanitize $tool: exit $?"; grep -E "ERROR SUMMARY|checks|MISMATCH" "$LOG/sanitize_$tool.log" | tail -n 4
   done
 fi
 if has bench; then

@@ -1,14 +1,17 @@
 """Sharded inputs on the forced CPU devices (conftest): batch-sharded ops stay sharded, each
 device quantizes its shard, the bytes equal the unsharded result, and the compiled HLO has no
 all-gather, all-to-all or collective-permute. Also shard_map and concurrent callers.
+
+``JAX_FP4_SHARD_PLATFORM=cuda`` runs the same tests on a mesh of the machine's GPUs (the
+two-GPU run recorded under benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import BF16, assert_bytes_equal, random_input
@@ -20,10 +23,16 @@ import jax_fp4 as F
 COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce")
 
 
-def _cpu_mesh():
-    devices = jax.devices("cpu")
+SHARD_PLATFORM = os.environ.get("JAX_FP4_SHARD_PLATFORM", "cpu")
+
+
+def _mesh():
+    try:
+        devices = jax.devices(SHARD_PLATFORM)
+    except RuntimeError:
+        devices = []
     if len(devices) < 2:
-        pytest.skip("needs several CPU devices (jax_num_cpu_devices)")
+        pytest.skip(f"needs several {SHARD_PLATFORM} devices (CPU: jax_num_cpu_devices)")
     n = 1 << (len(devices).bit_length() - 1)  # a power of two that divides the batch
     return Mesh(np.array(devices[:n]), ("b",)), n
 
@@ -48,14 +57,14 @@ OPS = {
 
 @pytest.mark.parametrize("name", list(OPS))
 def test_batch_sharded_ops_stay_sharded(name):
-    mesh, n = _cpu_mesh()
+    mesh, n = _mesh()
     rng = np.random.default_rng(1)
     x = random_input(rng, (2 * n, 130, 64), BF16, spread=1.0)
     sharded = jax.device_put(x, NamedSharding(mesh, P("b")))
     op = OPS[name]
     _no_collectives(op, sharded)
     got = jax.jit(op)(sharded)
-    want = jax.jit(op)(jnp.asarray(x))
+    want = jax.jit(op)(jax.device_put(x, mesh.devices.flat[0]))
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         assert_bytes_equal(np.asarray(g), np.asarray(w), name)
         assert tuple(g.sharding.spec)[:1] == ("b",), f"{name}: output sharding {g.sharding.spec}"
@@ -68,13 +77,13 @@ def test_shard_map_rows_in_128_row_tiles_match_global_layout():
     if shard_map is None:  # jax < 0.8
         from jax.experimental.shard_map import shard_map
 
-    mesh, n = _cpu_mesh()
+    mesh, n = _mesh()
     rng = np.random.default_rng(2)
     x = random_input(rng, (128 * n, 64), BF16, spread=1.0)
     quantize = shard_map(lambda a: F.fp4_quantize(a, 300.0), mesh=mesh, in_specs=P("b"),
                          out_specs=(P("b"), P("b")))
     q, sf = jax.jit(quantize)(x)
-    wq, wsf = F.fp4_quantize(x, 300.0)
+    wq, wsf = F.fp4_quantize(jax.device_put(x, mesh.devices.flat[0]), 300.0)
     assert_bytes_equal(np.asarray(q), np.asarray(wq), "codes")
     assert_bytes_equal(np.asarray(sf), np.asarray(wsf), "scales")
     _no_collectives(quantize, x)
