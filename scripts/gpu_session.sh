@@ -73,9 +73,15 @@ if has sanitize; then
   for tool in ${SAN_TOOLS:-memcheck initcheck racecheck}; do
     stamp "sanitize $tool"
     JAX_FP4_CROSS_PLATFORMS=cuda timeout ${SAN_TIMEOUT:-200} compute-sanitizer --tool "$tool" \
-        --error-exitcode 99 --print-limit 20 $PY scripts/cross_check.py auto \
+        --error-exitcode 99 --print-limit 1000 $PY scripts/cross_check.py auto \
         > "$LOG/sanitize_$tool.log" 2>&1
     echo "sanitize $tool: exit $?"; grep -E "ERROR SUMMARY|checks|MISMATCH" "$LOG/sanitize_$tool.log" | tail -n 4
+    # Where the reported accesses come from: kernels (device side) and Python call sites.
+    grep -oE "(by thread \([^)]*\) in block \([^)]*\)|Uninitialized access|Invalid [a-z_ ]+|access by cudaMemcpy source)" \
+        "$LOG/sanitize_$tool.log" | sort | uniq -c | head
+    grep -oE "(Device Frame:[^ ]+|in [a-zA-Z_0-9]+\.py:[0-9]+$)" "$LOG/sanitize_$tool.log" \
+        | grep -vE "pxla|profiler|pjit|traceback_util|dispatch|core\.py|lax\.py|array_methods" \
+        | sort | uniq -c | sort -rn | head
   done
 fi
 if has bench; then
