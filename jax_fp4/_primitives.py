@@ -69,6 +69,7 @@ def _define(
     batch_param: str | None = "num_batch_dims",
     ffi_attrs: Callable[[dict], dict] = lambda params: params,
     independent_dims: Callable[[dict, int], int] | None = None,
+    cuda_only_params: tuple[str, ...] = (),
 ) -> Primitive:
     """A multiple-results primitive named and targeted ``jax_fp4_<name>``.
 
@@ -78,14 +79,22 @@ def _define(
     ``independent_dims(params, rank_of_first_operand)`` says how many leading axes of every
     operand and result are independent problems; XLA may then shard along them without
     gathering (the target is registered batch-partitionable). The default is the batch axes.
+    ``cuda_only_params`` are launch options (``pdl``) that only the CUDA handlers take; the
+    shapes, the twin and the CPU handlers never see them.
     """
     target = f"jax_fp4_{name}"
     prim = Primitive(target)
     prim.multiple_results = True
     prim.def_impl(partial(xla.apply_primitive, prim))
-    prim.def_abstract_eval(abstract_eval)
+
+    def without_launch_params(params: dict) -> dict:
+        return {k: v for k, v in params.items() if k not in cuda_only_params}
+
+    prim.def_abstract_eval(lambda *args, **params: abstract_eval(
+        *args, **without_launch_params(params)))
 
     def twin(*args, **params):
+        params = without_launch_params(params)
         n = params.pop(batch_param, 0) if batch_param else 0
         return _vmapped(lambda *a: reference(*a, **params), n)(*args)
 
@@ -96,9 +105,11 @@ def _define(
         independent_dims = (lambda params, rank: params.get(batch_param, 0)) if batch_param \
             else (lambda params, rank: 0)
 
-    def ffi_lowering(ctx, *args, **params):
+    def ffi_lowering(ctx, *args, platform, **params):
         if any(np.prod(aval.shape) == 0 for aval in ctx.avals_out):
             return twin_lowering(ctx, *args, **params)  # empty outputs: no custom call
+        if platform != "cuda":
+            params = without_launch_params(params)
         attrs = {k: _ffi_attr(v) for k, v in ffi_attrs(params).items()}
         results = jax.ffi.ffi_lowering(target)(ctx, *args, **attrs)
         n = independent_dims(params, len(ctx.avals_in[0].shape))
@@ -129,9 +140,9 @@ def _define(
 
     jax.ffi.register_ffi_target_as_batch_partitionable(target)
     mlir.register_lowering(prim, twin_lowering)
-    mlir.register_lowering(prim, ffi_lowering, platform="cpu")
+    mlir.register_lowering(prim, partial(ffi_lowering, platform="cpu"), platform="cpu")
     if target in _registry.CUDA_TARGETS:
-        mlir.register_lowering(prim, ffi_lowering, platform="cuda")
+        mlir.register_lowering(prim, partial(ffi_lowering, platform="cuda"), platform="cuda")
     batching.primitive_batchers[prim] = batch_rule
     prim.twin = twin  # the pure-JAX computation for backend="xla"
     return prim
@@ -164,7 +175,8 @@ def _fp4_quantize_twin(x, global_scale, row_mask, *, masked, **params):
     return _reference.fp4_quantize(x, global_scale, row_mask if masked else None, **params)
 
 
-fp4_quantize_p = _define("fp4_quantize", _fp4_quantize_abstract, _fp4_quantize_twin)
+fp4_quantize_p = _define("fp4_quantize", _fp4_quantize_abstract, _fp4_quantize_twin,
+                         cuda_only_params=("pdl",))
 
 
 def _per_token_abstract(x, s_inv, row_mask, *, layout, exact, four_over_six, masked,
@@ -180,7 +192,7 @@ def _per_token_twin(x, s_inv, row_mask, *, masked, **params):
 
 
 nvfp4_per_token_quantize_p = _define("nvfp4_per_token_quantize", _per_token_abstract,
-                                     _per_token_twin)
+                                     _per_token_twin, cuda_only_params=("pdl",))
 
 
 # ---- mxfp8_quantize (SPEC 5.16) ----
@@ -197,7 +209,7 @@ def _mxfp8_quantize_abstract(x, *, layout, alignment, num_batch_dims):
 
 
 mxfp8_quantize_p = _define("mxfp8_quantize", _mxfp8_quantize_abstract,
-                           _reference.mxfp8_quantize)
+                           _reference.mxfp8_quantize, cuda_only_params=("pdl",))
 
 
 # ---- block_dequantize: every dequantizer (SPEC 5.6, 5.7, 5.9, 5.14, 5.17) ----

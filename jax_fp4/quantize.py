@@ -94,12 +94,19 @@ def _four_over_six_bits(op: str, four_over_six) -> int:
             | (8 if four_over_six.get("e4m3_use_256", False) else 0))
 
 
+def _pdl(enable_pdl: bool | None) -> bool:
+    """FlashInfer's ``enable_pdl``: programmatic dependent launch of the CUDA kernel (sm_90+;
+    the CPU handlers and the twin ignore it). None means off: under XLA the kernel before ours
+    is XLA's, which does not signal early completion, so the default gains nothing."""
+    return bool(enable_pdl)
+
+
 def _bind_fp4(x, gs, *, sf_vec_size, use_ue8m0, layout, scale_mode, exact, backend,
-              row_mask=None, num_batch_dims=0, four_over_six=0):
+              row_mask=None, num_batch_dims=0, four_over_six=0, pdl=False):
     params = dict(sf_vec_size=sf_vec_size, use_ue8m0=use_ue8m0, layout=int(layout),
                   scale_mode=int(scale_mode), exact=bool(exact),
                   four_over_six=int(four_over_six), masked=row_mask is not None,
-                  num_batch_dims=num_batch_dims)
+                  num_batch_dims=num_batch_dims, pdl=bool(pdl))
     # Every operand carries the batch axes, so XLA can shard them all alike.
     mask = (jnp.ones((*x.shape[:num_batch_dims], 1), jnp.uint8) if row_mask is None
             else row_mask)
@@ -138,7 +145,8 @@ def fp4_quantize(
         is_sf_swizzled_layout: swizzled (128x4 or 8x4) scale layout; False gives linear.
         is_sf_8x4_layout: with a swizzled layout, 8x4 tiles instead of 128x4.
         is_global_scale_inversed: ``global_scale`` holds ``1/S`` (SPEC 4.2.1).
-        enable_pdl: accepted for FlashInfer compatibility; launch hint only.
+        enable_pdl: programmatic dependent launch on sm_90+ GPUs (a launch option, no effect
+            on results; None means off).
         backend: ``"auto"`` (or ``"cuda"``) runs the FFI handler of the platform the
             computation runs on; ``"xla"`` runs the pure-JAX twin (any JAX platform).
         exact: NVFP4 "exact" mode (SPEC 4.3), FlashInfer's
@@ -166,15 +174,14 @@ def fp4_quantize(
         >>> x_q.shape, sf.shape
         ((128, 32), (128, 4))
     """
-    del enable_pdl
     return _fp4_quantize(input, global_scale, sf_vec_size, sf_use_ue8m0, is_sf_swizzled_layout,
                          is_sf_8x4_layout, is_global_scale_inversed, backend, exact,
-                         four_over_six)
+                         four_over_six, pdl=_pdl(enable_pdl))
 
 
 def _fp4_quantize(x, global_scale, sf_vec_size, sf_use_ue8m0, is_sf_swizzled_layout,
                   is_sf_8x4_layout, is_global_scale_inversed, backend, exact, four_over_six,
-                  op="fp4_quantize", names=("input", "global_scale")):
+                  op="fp4_quantize", names=("input", "global_scale"), pdl=False):
     """fp4_quantize's body; wrappers pass their own op and argument names for errors."""
     backend = resolve_backend(op, backend)
     if sf_vec_size not in (16, 32):
@@ -195,7 +202,7 @@ def _fp4_quantize(x, global_scale, sf_vec_size, sf_use_ue8m0, is_sf_swizzled_lay
     mode = prims.SCALE_INVERSE if is_global_scale_inversed else prims.SCALE_ENCODE
     return _bind_fp4(x, gs, sf_vec_size=sf_vec_size, use_ue8m0=bool(sf_use_ue8m0),
                      layout=layout, scale_mode=mode, exact=exact, backend=backend,
-                     four_over_six=fos)
+                     four_over_six=fos, pdl=pdl)
 
 
 def nvfp4_quantize(
@@ -226,7 +233,7 @@ def nvfp4_quantize(
             kept in the linear shape ``[M, K // 16]`` (FlashInfer's behaviour, SPEC 7.14).
             Needs ``sfLayout=layout_128x4``, a 2-D input, ``M % 128 == 0``, ``K % 64 == 0``.
         sf_vec_size: must be 16.
-        enable_pdl: launch hint only.
+        enable_pdl: programmatic dependent launch on sm_90+ GPUs (see ``fp4_quantize``).
         backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
         per_token_activation: per-token quantization (SPEC 4.2.2): ``a`` is 2-D float16 or
             bfloat16 and ``a_global_sf`` is the inverse base scale ``S_inv`` (typically
@@ -270,7 +277,8 @@ def nvfp4_quantize(
     if not per_token_activation:
         x_q, sf = _fp4_quantize(x, a_global_sf, 16, False, qlayout != SfLayout.layout_linear,
                                 qlayout == SfLayout.layout_8x4, False, backend, exact,
-                                four_over_six, op=op, names=("a", "a_global_sf"))
+                                four_over_six, op=op, names=("a", "a_global_sf"),
+                                pdl=_pdl(enable_pdl))
         if do_shuffle:
             x_q, sf = _shuffle_weight(x_q, sf, backend)
         return x_q, sf
@@ -283,7 +291,7 @@ def nvfp4_quantize(
                 else _rows_selected(op, expanded_idx_to_permuted_idx, rows))
     params = dict(layout=int(qlayout), exact=bool(exact),
                   four_over_six=_four_over_six_bits(op, four_over_six),
-                  masked=row_mask is not None, num_batch_dims=0)
+                  masked=row_mask is not None, num_batch_dims=0, pdl=_pdl(enable_pdl))
     operands = (x, s_inv, _NO_MASK if row_mask is None else row_mask)
     prim = prims.nvfp4_per_token_quantize_p
     x_q, sf, per_token = (prim.twin(*operands, **params) if backend_kind == "xla"
@@ -395,7 +403,7 @@ def mxfp4_quantize(
         a: ``[..., K]`` float16 or bfloat16 (float8_e4m3fn follows SPEC 4.6 with S = 1),
             ``K % 32 == 0``.
         backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
-        enable_pdl: launch hint only.
+        enable_pdl: programmatic dependent launch on sm_90+ GPUs (see ``fp4_quantize``).
         sfLayout: ``SfLayout`` of the returned scales.
 
     Returns:
@@ -407,12 +415,11 @@ def mxfp4_quantize(
         >>> sf.shape
         (128, 4)
     """
-    del enable_pdl
     op = "mxfp4_quantize"
     layout = _as_layout(op, sfLayout)
     return _fp4_quantize(a, None, 32, True, layout != SfLayout.layout_linear,
                          layout == SfLayout.layout_8x4, False, backend, False, None, op=op,
-                         names=("a", "global_scale"))
+                         names=("a", "global_scale"), pdl=_pdl(enable_pdl))
 
 
 def nvfp4_batched_quantize(
@@ -478,7 +485,7 @@ def mxfp8_quantize(
         is_sf_swizzled_layout: 128x4 (True) or linear (False) scales.
         alignment: ``K`` is padded with zero codes (and zero scales) to a multiple of it;
             a positive multiple of 32.
-        enable_pdl: launch hint only.
+        enable_pdl: programmatic dependent launch on sm_90+ GPUs (see ``fp4_quantize``).
         backend: ``"auto"``/``"cuda"`` (FFI handler) or ``"xla"`` (pure-JAX twin).
         sf_swizzle_layout: an ``SfLayout``; overrides ``is_sf_swizzled_layout``.
 
@@ -491,7 +498,6 @@ def mxfp8_quantize(
         >>> x_q.dtype, sf.shape
         (dtype(float8_e4m3fn), (8,))
     """
-    del enable_pdl
     op = "mxfp8_quantize"
     backend = resolve_backend(op, backend)
     layout = (_as_layout(op, sf_swizzle_layout, "sf_swizzle_layout")
@@ -503,7 +509,8 @@ def mxfp8_quantize(
     check_dtype(op, "input", x, MXFP8_INPUT_DTYPES)
     check_rank(op, "input", x, min_rank=2)
     check_multiple(op, "the last dim K of input", x.shape[-1], 32)
-    params = dict(layout=int(layout), alignment=alignment, num_batch_dims=0)
+    params = dict(layout=int(layout), alignment=alignment, num_batch_dims=0,
+                  pdl=_pdl(enable_pdl))
     if backend == "xla":
         codes, sf = prims.mxfp8_quantize_p.twin(x, **params)
     else:
@@ -534,7 +541,7 @@ def silu_and_mul_nvfp4_quantize(
         global_scale: encode scale ``S``, 1 element or one per row.
         sf_vec_size: must be 16.
         is_sf_swizzled_layout, is_sf_8x4_layout: scale layout, as in ``fp4_quantize``.
-        enable_pdl: launch hint only.
+        enable_pdl: programmatic dependent launch on sm_90+ GPUs (see ``fp4_quantize``).
         backend: ``"auto"``/``"cuda"`` or ``"xla"``.
 
     Returns:

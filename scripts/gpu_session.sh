@@ -84,6 +84,18 @@ if has sanitize; then
         | sort | uniq -c | sort -rn | head
   done
 fi
+if has probe; then
+  stamp "initcheck probe"
+  timeout 120 compute-sanitizer --tool initcheck --print-limit 50 $PY scripts/initcheck_probe.py \
+      > "$LOG/initcheck_probe.log" 2>&1
+  echo "initcheck probe (no jax_fp4 code): exit $?"; grep -E "ERROR SUMMARY" "$LOG/initcheck_probe.log"
+  grep -oE "(Uninitialized [a-z_ ]+|at [a-z_]+fusion)" "$LOG/initcheck_probe.log" | sort | uniq -c | head -5
+fi
+if has pdl; then
+  stamp pdl
+  timeout 200 $PY benchmarks/pdl.py > "$LOG/pdl.log" 2>&1
+  echo "pdl: exit $?"; cat "$LOG/pdl.log" | tail -n 12
+fi
 if has bench; then
   stamp bench
   timeout 300 $PY benchmarks/bench.py --out "$LOG" --budget-s 200 ${BENCH_ARGS:-} \

@@ -34,6 +34,53 @@ inline int SmCount() {
 
 constexpr int kThreads = 256;
 
+// Compute capability major of the current device (cached; at most 64 devices).
+inline int ComputeMajor() {
+  static int majors[64] = {0};
+  int device = 0;
+  cudaGetDevice(&device);
+  if (device < 0 || device >= 64) device = 0;
+  if (majors[device] == 0) {
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    majors[device] = major > 0 ? major : 1;
+  }
+  return majors[device];
+}
+
+// Launches `kernel`, with programmatic dependent launch (PDL) when `pdl` is set and the GPU
+// has it (sm_90+): the kernel may start while the previous one on the stream finishes, and
+// waits for it in WaitForPreviousGrid() before reading memory.
+template <typename... Params, typename... Args>
+void LaunchMaybePdl(void (*kernel)(Params...), int grid, int block, cudaStream_t stream,
+                    bool pdl, Args... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(grid);
+  config.blockDim = dim3(block);
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = pdl && ComputeMajor() >= 9 ? 1 : 0;
+  cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+}
+
+// The device side of PDL (no-ops below sm_90 and when launched without it): wait until the
+// previous grid on the stream has finished and its writes are visible; let the next grid
+// launch once this one has issued its work.
+__device__ __forceinline__ void WaitForPreviousGrid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void AllowNextGrid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 // Division by a run-time constant without the GPU's ~70-instruction 64-bit divide: the
 // round-up multiply-shift method, exact for dividends below 2^63 (built on the host).
 struct FastDiv {

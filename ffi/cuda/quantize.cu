@@ -21,6 +21,7 @@ struct QuantizeParams {
   float* per_token_scale;           // non-null: per-token NVFP4 (4.2.2), [batch, rows]
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
+  bool pdl = false;                 // programmatic dependent launch (enable_pdl)
   // Set by Launch: scale addressing, and divisions by blocks per row and by rows.
   SfAddressing sf_addr;
   FastDiv32 blocks_per_row_div, rows_div;
@@ -200,6 +201,7 @@ __global__ void __launch_bounds__(kThreads, 4)
   const uint32_t stride = gridDim.x * kThreads * kTrip;
   // One global scale for the whole call (the common case): the row state is set up once.
   const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
+  WaitForPreviousGrid();
   Q q_all;
   q_all.four_over_six = p.four_over_six;
   if (Q::kUsesGlobalScale && one_scale) q_all.InitRow(global_scale[0], p.scale_mode, p.runtime_zero);
@@ -243,6 +245,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, col[u], blocks_per_row, code);
     }
   }
+  AllowNextGrid();
   ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
                   int64_t{gridDim.x} * blockDim.x);
 }
@@ -261,6 +264,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t vecs_per_row = p.cols / In::kElems;
   const int64_t blocks_per_row = p.cols / Q::kSfVec;
   __shared__ float warp_max[kThreads / 32];
+  WaitForPreviousGrid();
   for (int64_t row = blockIdx.x; row < p.batch * p.rows; row += gridDim.x) {
     const int64_t b = p.rows_div.Div(static_cast<uint32_t>(row)), r = row - b * p.rows;
     const bool keep = p.row_mask == nullptr || p.row_mask[row] != 0;
@@ -298,6 +302,7 @@ __global__ void __launch_bounds__(kThreads)
                  static_cast<uint32_t>(blocks_per_row), code);
     }
   }
+  AllowNextGrid();
   ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
                   int64_t{gridDim.x} * blockDim.x);
 }
@@ -308,16 +313,17 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
   if (p.per_token_scale != nullptr) {
     if constexpr (!kInputFp8 && (kType == InputType::kF16 || kType == InputType::kBf16) &&
                   (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact))
-      PerTokenQuantizeKernel<kRecipe, kType, kFourOverSix>
-          <<<GridFor(p.batch * p.rows, 1), kThreads, 0, stream>>>(
-              static_cast<const uint4*>(x), gs, codes, sf, p);
+      LaunchMaybePdl(PerTokenQuantizeKernel<kRecipe, kType, kFourOverSix>,
+                     GridFor(p.batch * p.rows, 1), kThreads, stream, p.pdl,
+                     static_cast<const uint4*>(x), gs, codes, sf, p);
     return;
   }
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
   auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
   const int grid = GridForKernel(kernel, p.batch * p.rows * (p.padded_cols / Q::kSfVec),
                                  kThreads * BlockWork<Q, InputTraits<kType>>::kPerTrip);
-  kernel<<<grid, kThreads, 0, stream>>>(static_cast<const uint4*>(x), gs, codes, sf, p);
+  LaunchMaybePdl(kernel, grid, kThreads, stream, p.pdl, static_cast<const uint4*>(x), gs, codes,
+                 sf, p);
 }
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
@@ -366,7 +372,7 @@ ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                                ffi::ResultBuffer<ffi::U8> codes, ffi::ResultBuffer<ffi::U8> scales,
                                int64_t sf_vec_size, bool use_ue8m0, int64_t layout,
                                int64_t scale_mode, bool exact, int64_t four_over_six,
-                               bool masked, int64_t num_batch_dims) {
+                               bool masked, int64_t num_batch_dims, bool pdl) {
   constexpr const char* kOp = "fp4_quantize";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (!((sf_vec_size == 16 && !use_ue8m0) || (sf_vec_size == 32 && use_ue8m0)))
@@ -376,6 +382,7 @@ ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                    SfBufferSize(layout, d.rows, d.last / sf_vec_size), 1,
                    static_cast<ScaleMode>(scale_mode), nullptr, nullptr, 0u,
                    FourOverSix::FromBits(four_over_six)};
+  p.pdl = pdl;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
   if (d.batch * d.rows * (d.last / sf_vec_size) >= kMaxBlocks)
     return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
@@ -410,7 +417,7 @@ ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                                          ffi::ResultBuffer<ffi::U8> scales,
                                          ffi::ResultBuffer<ffi::F32> per_token_scale,
                                          int64_t layout, bool exact, int64_t four_over_six,
-                                         bool masked, int64_t num_batch_dims) {
+                                         bool masked, int64_t num_batch_dims, bool pdl) {
   constexpr const char* kOp = "nvfp4_quantize(per_token_activation=True)";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (d.last % 16 != 0) return InvalidArgument(kOp, "K is not a multiple of 16");
@@ -418,6 +425,7 @@ ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                    SfBufferSize(layout, d.rows, d.last / 16), 1, ScaleMode::kEncode,
                    nullptr, per_token_scale->typed_data(), 0u,
                    FourOverSix::FromBits(four_over_six)};
+  p.pdl = pdl;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (d.batch * d.rows * (d.last / 16) >= kMaxBlocks)
     return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
@@ -445,7 +453,7 @@ ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
 ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                                  ffi::ResultBuffer<ffi::U8> codes,
                                  ffi::ResultBuffer<ffi::U8> scales, int64_t layout,
-                                 int64_t alignment, int64_t num_batch_dims) {
+                                 int64_t alignment, int64_t num_batch_dims, bool pdl) {
   constexpr const char* kOp = "mxfp8_quantize";
   const Dims3 d = SplitDims(x.dimensions(), num_batch_dims);
   if (d.last % 32 != 0 || alignment <= 0 || alignment % 32 != 0)
@@ -453,6 +461,7 @@ ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
   const int64_t kp = RoundUp(d.last, alignment);
   QuantizeParams p{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32),
                    1, ScaleMode::kEncode, nullptr, nullptr, 0u, FourOverSix{}};
+  p.pdl = pdl;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (d.batch * d.rows * (kp / 32) >= kMaxBlocks)
     return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
@@ -481,7 +490,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Fp4QuantizeCuda, Fp4QuantizeCudaImpl,
                                   .Attr<bool>("exact")
                                   .Attr<int64_t>("four_over_six")
                                   .Attr<bool>("masked")
-                                  .Attr<int64_t>("num_batch_dims"),
+                                  .Attr<int64_t>("num_batch_dims")
+                                  .Attr<bool>("pdl"),
                               {ffi::Traits::kCmdBufferCompatible});
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Nvfp4PerTokenQuantizeCuda, Nvfp4PerTokenQuantizeCudaImpl,
@@ -497,7 +507,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Nvfp4PerTokenQuantizeCuda, Nvfp4PerTokenQuantizeCu
                                   .Attr<bool>("exact")
                                   .Attr<int64_t>("four_over_six")
                                   .Attr<bool>("masked")
-                                  .Attr<int64_t>("num_batch_dims"),
+                                  .Attr<int64_t>("num_batch_dims")
+                                  .Attr<bool>("pdl"),
                               {ffi::Traits::kCmdBufferCompatible});
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Mxfp8QuantizeCuda, Mxfp8QuantizeCudaImpl,
@@ -508,7 +519,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Mxfp8QuantizeCuda, Mxfp8QuantizeCudaImpl,
                                   .Ret<ffi::Buffer<ffi::U8>>()     // scales
                                   .Attr<int64_t>("layout")
                                   .Attr<int64_t>("alignment")
-                                  .Attr<int64_t>("num_batch_dims"),
+                                  .Attr<int64_t>("num_batch_dims")
+                                  .Attr<bool>("pdl"),
                               {ffi::Traits::kCmdBufferCompatible});
 
 }  // namespace jax_fp4::cuda

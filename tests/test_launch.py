@@ -1,0 +1,65 @@
+"""Launch options that must not change results.
+
+* CUDA graphs: XLA captures the jax_fp4 custom calls (marked command-buffer compatible) in a
+  command buffer, and replaying it gives the same bytes as running the ops one by one.
+* ``enable_pdl``: programmatic dependent launch on the GPU (ignored on CPU) gives the same
+  bytes, alone and in a jitted chain of quantizers.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import BF16, PLATFORMS, assert_bytes_equal, on, random_input, require_platform
+
+import jax_fp4 as F
+
+WORKER = Path(__file__).parent / "helpers" / "command_buffer_worker.py"
+
+
+@pytest.mark.cuda
+def test_custom_calls_are_captured_in_command_buffers():
+    require_platform("cuda")
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        " --xla_gpu_enable_command_buffer=FUSION,CUSTOM_CALL"
+                        " --xla_gpu_graph_min_graph_size=1").strip()
+    run = subprocess.run([sys.executable, str(WORKER)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines()
+                 if line.startswith(("CAPTURED", "SAME")))
+    assert int(lines["CAPTURED"]) >= 4, run.stdout  # the four custom calls of the step
+    assert lines["SAME"] == "True", run.stdout
+
+
+PDL_OPS = {
+    "fp4_quantize": lambda x, pdl: F.fp4_quantize(x, 300.0, enable_pdl=pdl),
+    "mxfp4_quantize": lambda x, pdl: F.mxfp4_quantize(x, enable_pdl=pdl),
+    "mxfp8_quantize": lambda x, pdl: F.mxfp8_quantize(x, True, enable_pdl=pdl),
+    "nvfp4_quantize per-token": lambda x, pdl: F.nvfp4_quantize(
+        x, 1 / 2688, per_token_activation=True, enable_pdl=pdl),
+}
+
+
+@pytest.mark.parametrize("platform_name", PLATFORMS)
+@pytest.mark.parametrize("name", list(PDL_OPS))
+def test_enable_pdl_gives_the_same_bytes(name, platform_name):
+    require_platform(platform_name)
+    rng = np.random.default_rng(11)
+    xs = [on(platform_name, random_input(rng, (m, 256), BF16)) for m in (1, 130, 512)]
+    op = PDL_OPS[name]
+    for x in xs:
+        want = op(x, False)
+        got = op(x, True)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert_bytes_equal(np.asarray(g), np.asarray(w), f"{name} {x.shape}")
+    # A jitted chain: each launch may overlap the previous kernel's tail.
+    chain = jax.jit(lambda *xs: [op(x, True) for x in xs])
+    for x, got in zip(xs, chain(*xs)):
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(op(x, False))):
+            assert_bytes_equal(np.asarray(g), np.asarray(w), f"{name} chain {x.shape}")
