@@ -1,8 +1,8 @@
 """Runs jax_fp4 ops in one jitted function with XLA's CUDA command buffers (graphs) on.
 
-Started by tests/test_command_buffer.py with XLA_FLAGS set before JAX starts. Prints
-"CAPTURED <n>" (custom calls inside the optimized HLO's command-buffer computations) and
-"SAME <bool>" (results equal the same function run eagerly, op by op).
+Started by tests/test_launch.py with XLA_FLAGS set before JAX starts. Prints "CAPTURED <n>"
+(custom calls inside command-buffer computations of the optimized HLO, where an XLA version
+shows them there) and "SAME <bool>" (three calls equal the same function run op by op).
 """
 
 import re
