@@ -189,6 +189,13 @@ struct BlockQuantizer {
     return EncodeE2M1x8(y);
   }
 
+  // Encode8 for a block whose products are known finite with |x * out_scale| <= 6.5.
+  JAX_FP4_HD static uint32_t Encode8InRange(const float* x, float out_scale) {
+    float y[8];
+    for (int i = 0; i < 8; ++i) y[i] = Mul(x[i], out_scale);
+    return EncodeE2M1x8InRange(y);
+  }
+
   // One E4M3 byte (MXFP8).
   JAX_FP4_HD static uint32_t EncodeOne(float x, float out_scale) {
     return EncodeE4M3(ClampPm448(Mul(x, out_scale)));

@@ -174,9 +174,11 @@ JAX_FP4_HD uint32_t EncodeE2M1(float y) { return E2M1CodePlusBias(y) - kE2m1Code
 // rounded step count, a high multiply is the >> 22, and the sign bit of c * 0 (+-0:
 // c is finite after saturation) reaches bit 4i + 3 through a high multiply by 2^(4i+4) + 1
 // (not a power of two, so it stays a multiply).
-template <int kIndex>
+// `kSaturate` false skips the clamp to [-6, 6]: only for finite |y| <= 6.5, where the add
+// still rounds to the grid (and 6.5 to 6), used by blocks that ruled out NaN and overflow.
+template <int kIndex, bool kSaturate = true>
 __device__ __forceinline__ void E2M1AddCode(uint32_t& word, float y) {
-  const float c = fmaxf(fminf(y, 6.0f), -6.0f);
+  const float c = kSaturate ? fmaxf(fminf(y, 6.0f), -6.0f) : y;
   uint32_t magic = (FloatBits(c) & kInfBits) + (22u << 23);
   magic = magic > 0x4A800000u ? magic : 0x4A800000u;
   const uint32_t sum = FloatBits(fabsf(c) + BitsFloat(magic));
@@ -224,6 +226,26 @@ JAX_FP4_HD uint32_t EncodeE2M1x8(const float* y) {
   uint32_t word = 0u - kE2m1CodeBias * 0x11111111u;  // the eight biases, subtracted once
   for (int i = 0; i < 8; ++i) word += E2M1CodePlusBias(y[i]) << (4 * i);
   return word;
+#endif
+}
+
+// EncodeE2M1x8 for values known to be finite with |y| <= 6.5 (the caller checks): the GPU
+// skips the saturation; elsewhere it is EncodeE2M1x8 itself.
+JAX_FP4_HD uint32_t EncodeE2M1x8InRange(const float* y) {
+#if defined(__CUDA_ARCH__) && !(defined(__CUDA_ARCH_FEAT_SM100_ALL) || \
+                                defined(__CUDA_ARCH_FEAT_SM120_ALL))
+  uint32_t word = 0u - kE2m1CodeBias * 0x11111111u;
+  E2M1AddCode<0, false>(word, y[0]);
+  E2M1AddCode<1, false>(word, y[1]);
+  E2M1AddCode<2, false>(word, y[2]);
+  E2M1AddCode<3, false>(word, y[3]);
+  E2M1AddCode<4, false>(word, y[4]);
+  E2M1AddCode<5, false>(word, y[5]);
+  E2M1AddCode<6, false>(word, y[6]);
+  E2M1AddCode<7, false>(word, y[7]);
+  return word;
+#else
+  return EncodeE2M1x8(y);
 #endif
 }
 
