@@ -189,11 +189,12 @@ struct BlockQuantizer {
     return EncodeE2M1x8(y);
   }
 
-  // Encode8 for a block whose products are known finite with |x * out_scale| <= 6.5.
-  JAX_FP4_HD static uint32_t Encode8InRange(const float* x, float out_scale) {
+  // Encode8 without the sign bits, for a block whose products are known finite with
+  // |x * out_scale| <= 6.5 (their signs are the inputs' then: out_scale >= 0).
+  JAX_FP4_HD static uint32_t Encode8Magnitudes(const float* x, float out_scale) {
     float y[8];
     for (int i = 0; i < 8; ++i) y[i] = Mul(x[i], out_scale);
-    return EncodeE2M1x8InRange(y);
+    return EncodeE2M1x8Magnitudes(y);
   }
 
   // One E4M3 byte (MXFP8).

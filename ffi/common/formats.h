@@ -176,7 +176,8 @@ JAX_FP4_HD uint32_t EncodeE2M1(float y) { return E2M1CodePlusBias(y) - kE2m1Code
 // (not a power of two, so it stays a multiply).
 // `kSaturate` false skips the clamp to [-6, 6]: only for finite |y| <= 6.5, where the add
 // still rounds to the grid (and 6.5 to 6), used by blocks that ruled out NaN and overflow.
-template <int kIndex, bool kSaturate = true>
+// `kSign` false leaves the sign bits to the caller.
+template <int kIndex, bool kSaturate = true, bool kSign = true>
 __device__ __forceinline__ void E2M1AddCode(uint32_t& word, float y) {
   const float c = kSaturate ? fmaxf(fminf(y, 6.0f), -6.0f) : y;
   uint32_t magic = (FloatBits(c) & kInfBits) + (22u << 23);
@@ -187,6 +188,7 @@ __device__ __forceinline__ void E2M1AddCode(uint32_t& word, float y) {
   // below 2^32 (sum < 2^31 and its low 22 bits are under 8).
   asm("mad.hi.u32 %0, %1, 1025, %2;" : "=r"(code) : "r"(sum), "r"(sum - magic));
   word += code << (4 * kIndex);
+  if constexpr (!kSign) return;
   const uint32_t sign = FloatBits(Mul(c, 0.0f));
   if constexpr (kIndex < 7) {
     asm("mad.hi.u32 %0, %1, %2, %0;" : "+r"(word) : "r"(sign), "n"((1u << (4 * kIndex + 4)) + 1u));
@@ -229,23 +231,23 @@ JAX_FP4_HD uint32_t EncodeE2M1x8(const float* y) {
 #endif
 }
 
-// EncodeE2M1x8 for values known to be finite with |y| <= 6.5 (the caller checks): the GPU
-// skips the saturation; elsewhere it is EncodeE2M1x8 itself.
-JAX_FP4_HD uint32_t EncodeE2M1x8InRange(const float* y) {
+// E2M1 codes of |y| (sign bits clear), for finite |y| <= 6.5: a block that knows its signs
+// (those of its inputs) adds them itself.
+JAX_FP4_HD uint32_t EncodeE2M1x8Magnitudes(const float* y) {
 #if defined(__CUDA_ARCH__) && !(defined(__CUDA_ARCH_FEAT_SM100_ALL) || \
                                 defined(__CUDA_ARCH_FEAT_SM120_ALL))
   uint32_t word = 0u - kE2m1CodeBias * 0x11111111u;
-  E2M1AddCode<0, false>(word, y[0]);
-  E2M1AddCode<1, false>(word, y[1]);
-  E2M1AddCode<2, false>(word, y[2]);
-  E2M1AddCode<3, false>(word, y[3]);
-  E2M1AddCode<4, false>(word, y[4]);
-  E2M1AddCode<5, false>(word, y[5]);
-  E2M1AddCode<6, false>(word, y[6]);
-  E2M1AddCode<7, false>(word, y[7]);
+  E2M1AddCode<0, false, false>(word, y[0]);
+  E2M1AddCode<1, false, false>(word, y[1]);
+  E2M1AddCode<2, false, false>(word, y[2]);
+  E2M1AddCode<3, false, false>(word, y[3]);
+  E2M1AddCode<4, false, false>(word, y[4]);
+  E2M1AddCode<5, false, false>(word, y[5]);
+  E2M1AddCode<6, false, false>(word, y[6]);
+  E2M1AddCode<7, false, false>(word, y[7]);
   return word;
 #else
-  return EncodeE2M1x8(y);
+  return EncodeE2M1x8(y) & 0x77777777u;
 #endif
 }
 

@@ -38,6 +38,16 @@ __device__ __forceinline__ float ScalarAbsMax(const float (&f)[kN]) {
 
 // The same on packed 16-bit pairs: max is exact in the input format and HMNMX2 ignores NaN
 // the way fmaxf does, so one instruction covers two elements.
+// The sign bits of eight 16-bit inputs (one uint4) at bits 4i + 3, where E2M1 codes keep
+// them: the high byte of each half gathered with byte permutes.
+__device__ __forceinline__ uint32_t SignNibbles16(const uint4& v) {
+  const uint32_t p01 = __byte_perm(v.x, v.y, 0x7351);  // x.b1 y.b1 x.b3 y.b3
+  const uint32_t p23 = __byte_perm(v.z, v.w, 0x7351);
+  const uint32_t low = __byte_perm(p01, p23, 0x5410);   // even elements' sign bytes
+  const uint32_t high = __byte_perm(p01, p23, 0x7632);  // odd elements' sign bytes
+  return ((low >> 4) & 0x08080808u) | (high & 0x80808080u);
+}
+
 // Also says whether the block holds no NaN (a NaN-propagating maximum alongside).
 template <typename Pair, int kLoads, int kN>
 __device__ __forceinline__ float PairAbsMax(const uint4 (&raw)[kLoads], const float (&f)[kN],
@@ -151,14 +161,19 @@ __device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q
   const BlockScale bs = q.Scale(amax);
   if constexpr (Q::kFp4Out) {
     // Every |element * scale| is at most amax * scale: when that is finite and <= 6.5 and no
-    // element is NaN, the encoder can skip its saturation (2 of ~12 instructions each).
-    if (nan_free && fabsf(Mul(Ftz(amax), bs.out_scale)) <= 6.5f) {
+    // element is NaN, the encoder can skip its saturation and take the signs from the input
+    // bytes (~3 of ~11 instructions per element on sm_90).
+    if constexpr (In::kElems == 8) {  // 16-bit inputs: raw[g] holds elements 8g..8g+7
+      if (nan_free && fabsf(Mul(Ftz(amax), bs.out_scale)) <= 6.5f) {
+        // out_scale >= 0 here, so each code's sign is its input's (-0 and flushed ones too).
 #pragma unroll
-      for (int g = 0; g < kSfVec / 8; ++g) w[g] = Q::Encode8InRange(f + 8 * g, bs.out_scale);
-    } else {
-#pragma unroll
-      for (int g = 0; g < kSfVec / 8; ++g) w[g] = Q::Encode8(f + 8 * g, bs.out_scale);
+        for (int g = 0; g < kSfVec / 8; ++g)
+          w[g] = Q::Encode8Magnitudes(f + 8 * g, bs.out_scale) | SignNibbles16(raw[g]);
+        return bs.code;
+      }
     }
+#pragma unroll
+    for (int g = 0; g < kSfVec / 8; ++g) w[g] = Q::Encode8(f + 8 * g, bs.out_scale);
   } else {
 #pragma unroll
     for (int i = 0; i < kSfVec; i += 4)
