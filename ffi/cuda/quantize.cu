@@ -130,9 +130,9 @@ struct BlockWork {
   static constexpr int kSfVec = Q::kSfVec;
   static constexpr int kLoads = kSfVec / In::kElems;               // 16-byte loads per block
   static constexpr int kOutWords = Q::kFp4Out ? kSfVec / 8 : kSfVec / 4;
-  // Adjacent blocks a thread takes per loop trip, all loads issued before any is used (32 to
-  // 128 bytes of input in flight per thread; four FP8 blocks spilled registers).
-  static constexpr int kPerTrip = kLoads >= 4 ? 1 : 2;
+  // Blocks a thread takes per loop trip, all loads issued before any is used: about 64
+  // bytes of input in flight per thread.
+  static constexpr int kPerTrip = kLoads >= 4 ? 1 : 4 / kLoads;
   uint4 raw[kLoads];
 };
 
@@ -219,11 +219,11 @@ __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeP
   }
 }
 
-// Thread i of the grid takes kPerTrip adjacent scale blocks of the flattened
-// [batch * rows, blocks_per_row] block matrix (group i, then i + T, ... grid-strided), so one
-// division finds the row of all of them and their codes leave in one 16- or 32-byte store.
-// Block indices are 32-bit (Launch checks the count); byte offsets are 64-bit. At most 64
-// registers: four thread blocks per SM keep enough loads in flight.
+// Thread i of the grid takes scale blocks i, i + T, i + 2T, ... of the flattened
+// [batch * rows, blocks_per_row] block matrix (grid-strided, kPerTrip at a time), so a warp
+// reads consecutive blocks of a row. Block indices are 32-bit (Launch checks the count); byte
+// offsets are 64-bit. At most 64 registers: four thread blocks per SM keep enough loads in
+// flight.
 template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
 __global__ void __launch_bounds__(kThreads, 4)
     BlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
@@ -233,11 +233,11 @@ __global__ void __launch_bounds__(kThreads, 4)
   using In = InputTraits<kType>;
   using Work = BlockWork<Q, In>;
   constexpr int kTrip = Work::kPerTrip;
-  constexpr int kWords = Work::kOutWords;
+  constexpr int kOutBytes = Work::kOutWords * 4;
   const uint32_t blocks_per_row = static_cast<uint32_t>(p.padded_cols / Q::kSfVec);
   const uint32_t in_blocks_per_row = static_cast<uint32_t>(p.cols / Q::kSfVec);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * blocks_per_row);
-  const uint32_t groups = (total + kTrip - 1) / kTrip;
+  const uint32_t stride = gridDim.x * kThreads * kTrip;
   // One global scale for the whole call (the common case): the row state is set up once.
   const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
   WaitForPreviousGrid();
@@ -245,23 +245,17 @@ __global__ void __launch_bounds__(kThreads, 4)
   q_all.four_over_six = p.four_over_six;
   if (Q::kUsesGlobalScale && one_scale) q_all.InitRow(global_scale[0], p.scale_mode, p.runtime_zero);
 
-  for (uint32_t group = blockIdx.x * kThreads + threadIdx.x; group < groups;
-       group += gridDim.x * kThreads) {
-    const uint32_t first = group * kTrip;
+  for (uint32_t first = blockIdx.x * kThreads * kTrip + threadIdx.x; first < total;
+       first += stride) {
     Work work[kTrip];
     uint32_t row[kTrip], col[kTrip];
     bool keep[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      if (u == 0) {
-        row[0] = p.blocks_per_row_div.Div(first);
-        col[0] = first - row[0] * blocks_per_row;
-      } else {  // the next block: same row, or the first of the next
-        const bool wrap = col[u - 1] + 1 == blocks_per_row;
-        row[u] = row[u - 1] + (wrap ? 1u : 0u);
-        col[u] = wrap ? 0u : col[u - 1] + 1;
-      }
-      keep[u] = first + u < total && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
+      const uint32_t blk = first + u * kThreads;
+      row[u] = p.blocks_per_row_div.Div(blk);
+      col[u] = blk - row[u] * blocks_per_row;
+      keep[u] = blk < total && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
       const bool load = keep[u] && col[u] < in_blocks_per_row;
       const uint4* src =
           x + (int64_t{row[u]} * in_blocks_per_row + col[u]) * int64_t{Work::kLoads};
@@ -269,41 +263,25 @@ __global__ void __launch_bounds__(kThreads, 4)
       for (int v = 0; v < Work::kLoads; ++v)
         work[u].raw[v] = load ? src[v] : make_uint4(0, 0, 0, 0);
     }
-    uint32_t w[kTrip * kWords];
-#pragma unroll
-    for (int i = 0; i < kTrip * kWords; ++i) w[i] = 0;
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      if (first + u >= total) break;
+      const uint32_t blk = first + u * kThreads;
+      if (blk >= total) break;
       const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row[u]);
       const uint32_t r = row[u] - b * static_cast<uint32_t>(p.rows);
-      uint32_t block_w[kWords], code = 0;
+      uint32_t w[Work::kOutWords], code = 0;
 #pragma unroll
-      for (int i = 0; i < kWords; ++i) block_w[i] = 0;
+      for (int i = 0; i < Work::kOutWords; ++i) w[i] = 0;
       if (keep[u]) {
         Q q = q_all;
         if (Q::kUsesGlobalScale && !one_scale)
           q.InitRow(global_scale[b * p.global_scales_per_batch +
                                  (p.global_scales_per_batch == 1 ? 0 : r)],
                     p.scale_mode, p.runtime_zero);
-        code = QuantizeBlock<Q, In, kFourOverSix>(work[u].raw, q, block_w);
+        code = QuantizeBlock<Q, In, kFourOverSix>(work[u].raw, q, w);
       }
-#pragma unroll
-      for (int i = 0; i < kWords; ++i) w[u * kWords + i] = block_w[i];
+      StoreWords(codes + int64_t{blk} * kOutBytes, w);
       StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, col[u], blocks_per_row, code);
-    }
-    // Codes are contiguous across rows: the whole group in one store when it is complete.
-    if (first + kTrip <= total) {
-      StoreWords(codes + int64_t{first} * (kWords * 4), w);
-    } else {
-#pragma unroll
-      for (int u = 0; u < kTrip; ++u) {
-        if (first + u >= total) break;
-        uint32_t block_w[kWords];
-#pragma unroll
-        for (int i = 0; i < kWords; ++i) block_w[i] = w[u * kWords + i];
-        StoreWords(codes + int64_t{first + u} * (kWords * 4), block_w);
-      }
     }
   }
   AllowNextGrid();
