@@ -559,3 +559,35 @@ def silu_and_mul_nvfp4_quantize(
     h = (gate / (1.0 + jnp.exp(-gate)) * up).astype(x.dtype)
     return fp4_quantize(h, global_scale, 16, False, is_sf_swizzled_layout, is_sf_8x4_layout,
                         False, enable_pdl, backend)
+
+
+def nvfp4_global_scale(x: ArrayLike, *, per_row: bool = False) -> jax.Array:
+    """The usual NVFP4 encode scale ``S = 448 * 6 / amax(|x|)`` (E4M3 max times E2M1 max).
+
+    Plain ``jnp``: under ``jit`` with a sharded ``x`` the maximum stays sharded and XLA adds
+    the one all-reduce a global maximum needs; pass the result to ``fp4_quantize`` /
+    ``nvfp4_quantize`` (``per_row=True`` gives the row-wise form they also accept).
+
+    Args:
+        x: ``[..., K]`` float16, bfloat16 or float32.
+        per_row: one scale per row (the leading axes flattened, ``[M]``) instead of one.
+
+    Returns:
+        float32 ``[1]`` or ``[M]``. NaN and inf are left out of the maximum, and an all-zero
+        input (or row) gets 1.0, so the scale is always finite.
+
+    Example:
+        >>> x = jnp.array([[1.0, -4.0], [0.5, 2.0]], jnp.bfloat16)
+        >>> nvfp4_global_scale(x)
+        Array([672.], dtype=float32)
+    """
+    op = "nvfp4_global_scale"
+    a = as_array(x)
+    check_dtype(op, "x", a, (jnp.float16, jnp.bfloat16, jnp.float32))
+    check_rank(op, "x", a, min_rank=1)
+    mag = jnp.abs(a.astype(jnp.float32))
+    mag = jnp.where(jnp.isfinite(mag), mag, 0.0)
+    amax = (jnp.max(mag.reshape(-1, a.shape[-1]), axis=-1) if per_row
+            else jnp.max(mag).reshape(1))
+    return jnp.where(amax > 0, jnp.float32(448.0 * 6.0) / jnp.where(amax > 0, amax, 1.0),
+                     jnp.float32(1.0))

@@ -408,3 +408,14 @@ def test_scaled_matmul_on_gpu(fmt):
     ref = ref_a @ ref_b.T
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=2e-2,
                                atol=2e-2 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_nvfp4_global_scale_helper():
+    x = np.array([[1.0, -4.0, np.nan], [0.5, 2.0, -np.inf], [0.0, 0.0, 0.0]], np.float32)
+    got = np.asarray(F.nvfp4_global_scale(x))
+    assert got.dtype == np.float32 and got.tolist() == [2688.0 / 4.0]
+    rows = np.asarray(F.nvfp4_global_scale(x, per_row=True))
+    assert rows.tolist() == [2688.0 / 4.0, 2688.0 / 2.0, 1.0]  # NaN/inf ignored, zero row 1.0
+    assert np.asarray(F.nvfp4_global_scale(np.zeros((4, 16), np.float16))).tolist() == [1.0]
+    with pytest.raises(TypeError, match="nvfp4_global_scale.*x"):
+        F.nvfp4_global_scale(np.zeros((4, 16), np.int32))

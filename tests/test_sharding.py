@@ -101,3 +101,24 @@ def test_concurrent_calls_are_deterministic():
     for i, got in results:
         for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want[i % 4])):
             assert_bytes_equal(g.view(np.uint8), w.view(np.uint8), f"call {i}")
+
+
+def test_global_scale_helper_on_sharded_input():
+    """nvfp4_global_scale is plain jnp: on a sharded input it equals the unsharded value, and
+    quantizing with it gives the unsharded bytes."""
+    mesh, n = _mesh()
+    rng = np.random.default_rng(4)
+    x = random_input(rng, (2 * n, 130, 64), BF16, spread=2.0)
+    sharded = jax.device_put(x, NamedSharding(mesh, P("b")))
+    one = jax.device_put(x, mesh.devices.flat[0])
+
+    def quantize(a):
+        scale = jax.vmap(F.nvfp4_global_scale)(a)  # one scale per batch entry
+        return jax.vmap(F.fp4_quantize)(a, scale), scale
+
+    (got_q, got_sf), got_scale = jax.jit(quantize)(sharded)
+    (want_q, want_sf), want_scale = jax.jit(quantize)(one)
+    assert_bytes_equal(np.asarray(got_scale), np.asarray(want_scale), "scale")
+    assert_bytes_equal(np.asarray(got_q), np.asarray(want_q), "codes")
+    assert_bytes_equal(np.asarray(got_sf), np.asarray(want_sf), "scales")
+    _no_collectives(quantize, sharded)  # per-entry maxima need no communication
