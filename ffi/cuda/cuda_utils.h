@@ -81,30 +81,9 @@ __device__ __forceinline__ void AllowNextGrid() {
 #endif
 }
 
-// Division by a run-time constant without the GPU's ~70-instruction 64-bit divide: the
-// round-up multiply-shift method, exact for dividends below 2^63 (built on the host).
-struct FastDiv {
-  uint64_t divisor = 1, mul = 0;
-  uint32_t shift = 0;
-
-  static FastDiv Make(int64_t d) {
-    FastDiv f;
-    f.divisor = static_cast<uint64_t>(d < 1 ? 1 : d);
-    if (f.divisor == 1) return f;
-    uint32_t l = 0;
-    while ((uint64_t{1} << l) < f.divisor) ++l;  // ceil(log2 d)
-    const unsigned __int128 p = static_cast<unsigned __int128>(1) << (63 + l);
-    f.mul = static_cast<uint64_t>((p + f.divisor - 1) / f.divisor);
-    f.shift = l - 1;
-    return f;
-  }
-  __device__ __forceinline__ uint64_t Div(uint64_t n) const {
-    return divisor == 1 ? n : __umul64hi(n, mul) >> shift;
-  }
-};
-
-// The same for 32-bit dividends (Granlund-Montgomery: a 33-bit multiplier whose top bit is
-// folded into an add): five integer instructions, exact for every n < 2^32.
+// Division of 32-bit dividends by a run-time constant without the GPU's long integer divide
+// (Granlund-Montgomery: a 33-bit multiplier whose top bit is folded into an add, built on the
+// host): five integer instructions, exact for every n < 2^32.
 struct FastDiv32 {
   uint32_t divisor = 1, mul = 0, shift = 0;
 
