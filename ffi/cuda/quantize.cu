@@ -118,8 +118,8 @@ struct InputTraits<InputType::kF32> {
   template <int kLoads, int kN>
   __device__ static float BlockAbsMax(const uint4 (&)[kLoads], const float (&f)[kN],
                                       bool& nan_free) {
-    nan_free = false;  // not tracked: such blocks take the saturating encoder
-    return ScalarAbsMax(f);  // FP8 inputs are maximised after Prepare() rescales them
+    nan_free = false;  // float32 input is MXFP8-only, whose encoder needs no such flag
+    return ScalarAbsMax(f);
   }
 };
 
