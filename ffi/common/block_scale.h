@@ -158,10 +158,8 @@ struct BlockQuantizer {
       }
       return {code, v != 0.0f ? Mul(encode_scale, Rcp(narrow)) : 0.0f};
     } else if constexpr (kRecipe == Recipe::kNvfp4) {  // 4.2
-      const float sf = Mul(encode_scale, Mul(a, BitsFloat(kRcp6Bits)));
-      const uint32_t code = EncodeE4M3(sf);
-      const float os = a != 0.0f ? Rcp(Mul(DecodeE4M3(code), decode)) : 0.0f;
-      return {code, os};
+      const uint32_t code = Nvfp4Code(a);
+      return {code, a != 0.0f ? Nvfp4OutScale(code) : 0.0f};
     } else if constexpr (kRecipe == Recipe::kNvfp4Exact) {  // 4.3
       constexpr float kOneSixth = 1.0f / 6.0f;
       const float sf = a != 0.0f ? Mul(a, Mul(encode_scale, kOneSixth)) : 0.0f;
@@ -200,6 +198,16 @@ struct BlockQuantizer {
   // One E4M3 byte (MXFP8).
   JAX_FP4_HD static uint32_t EncodeOne(float x, float out_scale) {
     return EncodeE4M3(ClampPm448(Mul(x, out_scale)));
+  }
+
+  // The two halves of the fast NVFP4 scale (4.2) for a flushed, non-zero block maximum `a`:
+  // the scale byte, and the output scale, which depends on the byte alone (the CPU handler
+  // memoizes it per row: a row has at most 126 distinct positive scale bytes).
+  JAX_FP4_HD uint32_t Nvfp4Code(float a) const {
+    return EncodeE4M3(Mul(encode_scale, Mul(a, BitsFloat(kRcp6Bits))));
+  }
+  JAX_FP4_HD float Nvfp4OutScale(uint32_t code) const {
+    return Rcp(Mul(DecodeE4M3(code), decode));
   }
 
   // Two E4M3 bytes in one 16-bit value, the lower-index element low (MXFP8).

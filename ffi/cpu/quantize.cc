@@ -10,6 +10,21 @@
 namespace jax_fp4::cpu {
 namespace {
 
+// AbsMax over a block (SPEC 4.1: NaN ignored unless every element is NaN) on the float bits,
+// branch-free so the compiler vectorizes it: |x| bits order like the values, NaN bits are
+// above the infinity's.
+template <int kN>
+float BlockAbsMax(const float (&v)[kN]) {
+  uint32_t max_bits = 0, seen = 0;
+  for (int i = 0; i < kN; ++i) {
+    const uint32_t a = FloatBits(v[i]) & kAbsMask;
+    const uint32_t number = a <= kInfBits ? a : 0u;
+    max_bits = number > max_bits ? number : max_bits;
+    seen |= a <= kInfBits ? 1u : 0u;
+  }
+  return seen ? BitsFloat(max_bits) : BitsFloat(kNoMaxBits);
+}
+
 template <InputType kType>
 float LoadInput(const void* base, int64_t i) {
   if constexpr (kType == InputType::kF16) return HalfToFloat(static_cast<const uint16_t*>(base)[i]);
@@ -36,12 +51,15 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
   constexpr int kSfVec = Q::kSfVec;
   const int64_t blocks = s.padded_cols / kSfVec;
   const int64_t code_row_bytes = Q::kFp4Out ? s.padded_cols / 2 : s.padded_cols;
+  const SfAddressing addr = SfAddressing::Make(s.layout, blocks);
   // Zero first: padding rows/columns of swizzled buffers must read 0 (SPEC 3.4).
   std::memset(scales, 0, static_cast<size_t>(s.batch * s.sf_size));
   ParallelFor(s.batch * s.rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
               [&](int64_t begin, int64_t end) {
     float v[kSfVec];
+    float out_scale_memo[256];  // NVFP4: output scale by scale byte, for the current row
     for (int64_t row = begin; row < end; ++row) {
+      uint64_t out_scale_known[4] = {0, 0, 0, 0};
       const int64_t b = row / s.rows, r = row % s.rows;
       const int64_t in_row = row * s.cols;
       uint8_t* out = codes + row * code_row_bytes;
@@ -64,24 +82,45 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
         q.InitRow(gs, s.scale_mode, 0u);
       }
       for (int64_t j = 0; j < blocks; ++j) {
-        float amax = BitsFloat(kNoMaxBits);
-        for (int i = 0; i < kSfVec; ++i) {
-          const int64_t col = j * kSfVec + i;
-          v[i] = col < s.cols ? q.Prepare(LoadInput<kType>(x, in_row + col)) : 0.0f;
-          amax = AbsMax(amax, v[i]);
+        if ((j + 1) * kSfVec <= s.cols) {  // a whole block of input: no per-element test
+          for (int i = 0; i < kSfVec; ++i)
+            v[i] = q.Prepare(LoadInput<kType>(x, in_row + j * kSfVec + i));
+        } else {  // MXFP8 alignment padding: zeros past the input
+          for (int i = 0; i < kSfVec; ++i) {
+            const int64_t col = j * kSfVec + i;
+            v[i] = col < s.cols ? q.Prepare(LoadInput<kType>(x, in_row + col)) : 0.0f;
+          }
         }
+        const float amax = BlockAbsMax(v);
         if constexpr (kSfVec == 16 && Q::kFp4Out && !kInputFp8) {
           if (q.four_over_six.on) {
             uint32_t c[16];
-            scales[b * s.sf_size + SfOffset(s.layout, r, j, blocks)] =
+            scales[b * s.sf_size + addr.Offset(r, j)] =
                 static_cast<uint8_t>(q.ScaleFourOverSix(v, amax, c));
             for (int i = 0; i < 16; i += 2)
               out[(j * 16 + i) / 2] = static_cast<uint8_t>(c[i] | (c[i + 1] << 4));
             continue;
           }
         }
-        const BlockScale bs = q.Scale(amax);
-        scales[b * s.sf_size + SfOffset(s.layout, r, j, blocks)] = static_cast<uint8_t>(bs.code);
+        BlockScale bs;
+        if constexpr (kRecipe == Recipe::kNvfp4 && !kInputFp8) {
+          // The output scale depends on the scale byte alone: one rcp per distinct byte of
+          // the row instead of one per block (the rcp emulation reads a 1 MB table).
+          const float a = Ftz(amax);
+          bs.code = q.Nvfp4Code(a);
+          bs.out_scale = 0.0f;
+          if (a != 0.0f) {
+            const uint32_t c = bs.code & 0xFFu;
+            if (!((out_scale_known[c >> 6] >> (c & 63)) & 1u)) {
+              out_scale_memo[c] = q.Nvfp4OutScale(c);
+              out_scale_known[c >> 6] |= uint64_t{1} << (c & 63);
+            }
+            bs.out_scale = out_scale_memo[c];
+          }
+        } else {
+          bs = q.Scale(amax);
+        }
+        scales[b * s.sf_size + addr.Offset(r, j)] = static_cast<uint8_t>(bs.code);
         if constexpr (Q::kFp4Out) {
           for (int i = 0; i < kSfVec; i += 8) {
             const uint32_t word = Q::Encode8(v + i, bs.out_scale);
