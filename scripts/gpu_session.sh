@@ -4,7 +4,7 @@
 # (plus ncu's detail sections for a few), run the benchmark suite, and optionally the
 # >2^31-element test ("large") and compute-sanitizer ("sanitize"); logs packed under $OUT
 # (the device tool returns at most 8 files). Knobs: STEPS (default "build test cross ncu
-# detail bench"), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
+# detail bench"; also decode cmdbuf legacy large sanitize probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
 set -uo pipefail
 OUT=${OUT:-/tmp/jax_fp4_session}
 LOG=$OUT/logs
@@ -60,6 +60,36 @@ if has detail; then
     grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Issue Slots Busy|Issued Ipc|Achieved Occupancy|Registers Per|No Eligible|Warp Cycles Per Issued" \
         "$LOG/detail_${t//,/_}.txt" | head -20
   done
+fi
+if has decode; then
+  # Decode-sized inputs: kernel time vs an XLA copy kernel of the same bytes, one process.
+  stamp decode
+  UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
+  timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
+      --profile-from-start off --log-file "$LOG/decode.csv" \
+      $PY benchmarks/decode_ncu.py run --manifest "$LOG/decode.json" > "$LOG/decode_run.log" 2>&1
+  echo "decode: exit $?"
+  $PY benchmarks/decode_ncu.py parse "$LOG/decode.csv" --manifest "$LOG/decode.json" \
+      | tee "$LOG/decode_summary.txt"
+fi
+if has cmdbuf; then
+  stamp cmdbuf
+  timeout 240 $PY scripts/cmdbuf_check.py > "$LOG/cmdbuf.log" 2>&1
+  echo "cmdbuf: exit $?"; cut -c1-400 "$LOG/cmdbuf.log"
+fi
+if has legacy; then
+  # The software paths of GPUs below sm_89 (E4M3 in software) and below sm_100 (E2M1):
+  # PTX for compute_75 only, JIT-compiled by the driver for this GPU with __CUDA_ARCH__ 750.
+  stamp legacy
+  $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu75 \
+      -Ccmake.define.JAX_FP4_CUDA_ARCHS=75-virtual > "$LOG/build75.log" 2>&1
+  echo "build compute_75 PTX: exit $?"
+  JAX_FP4_REQUIRE_CUDA=1 timeout 300 $PY -m pytest tests -m cuda -n 8 -q -p no:cacheprovider \
+      > "$LOG/test_gpu_compute75.log" 2>&1
+  echo "tests (compute_75 PTX): exit $?"; tail -n 2 "$LOG/test_gpu_compute75.log"
+  grep -m 10 "^FAILED" "$LOG/test_gpu_compute75.log"
+  $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+      -Ccmake.define.JAX_FP4_CUDA_ARCHS="${ARCHS:-90a}" > /dev/null 2>&1
 fi
 if has large; then
   stamp large
