@@ -14,10 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Primitive
+from jax._src import dispatch
 from jax.interpreters import batching, mlir, xla
 from jaxlib.mlir import ir
 
-from jax_fp4 import _reference, _registry
+from jax_fp4 import _partitioning, _reference, _registry
+from jax_fp4._partitioning import PER_ROW, REPLICATED, ROWS, SCALES, RowSpec, tile_rows
 from jax_fp4._shapes import sf_buffer_size, sf_padded_shape
 
 
@@ -70,6 +72,7 @@ def _define(
     ffi_attrs: Callable[[dict], dict] = lambda params: params,
     independent_dims: Callable[[dict, int], int] | None = None,
     cuda_only_params: tuple[str, ...] = (),
+    row_spec: Callable[[dict], RowSpec | None] | None = None,
 ) -> Primitive:
     """A multiple-results primitive named and targeted ``jax_fp4_<name>``.
 
@@ -81,6 +84,9 @@ def _define(
     gathering (the target is registered batch-partitionable). The default is the batch axes.
     ``cuda_only_params`` are launch options (``pdl``) that only the CUDA handlers take; the
     shapes, the twin and the CPU handlers never see them.
+    ``row_spec(params)``, for calls without batch axes, says how the operands and results
+    follow the rows of the first operand; the CPU/CUDA lowering then partitions the rows of a
+    row-sharded input under ``jit`` (``_partitioning.lower_rows``). None: no row partitioning.
     """
     target = f"jax_fp4_{name}"
     prim = Primitive(target)
@@ -105,9 +111,7 @@ def _define(
         independent_dims = (lambda params, rank: params.get(batch_param, 0)) if batch_param \
             else (lambda params, rank: 0)
 
-    def ffi_lowering(ctx, *args, platform, **params):
-        if any(np.prod(aval.shape) == 0 for aval in ctx.avals_out):
-            return twin_lowering(ctx, *args, **params)  # empty outputs: no custom call
+    def ffi_call(ctx, *args, platform, **params):
         if platform != "cuda":
             params = without_launch_params(params)
         attrs = {k: _ffi_attr(v) for k, v in ffi_attrs(params).items()}
@@ -124,6 +128,21 @@ def _define(
             call.attributes["sdy.sharding_rule"] = _batch_sharding_rule(ctx, n)
         return results
 
+    # The per-shard call of a row-partitioned op binds this twin primitive: the same shapes
+    # and handlers, lowered without the partitioning (which would otherwise recurse).
+    local = Primitive(f"{target}_shard")
+    local.multiple_results = True
+    local.def_abstract_eval(lambda *args, **params: abstract_eval(
+        *args, **without_launch_params(params)))
+
+    def ffi_lowering(ctx, *args, platform, **params):
+        if any(np.prod(aval.shape) == 0 for aval in ctx.avals_out):
+            return twin_lowering(ctx, *args, **params)  # empty outputs: no custom call
+        spec = row_spec(params) if row_spec else None
+        if spec is not None and independent_dims(params, len(ctx.avals_in[0].shape)) == 0:
+            return _partitioning.lower_rows(ctx, args, local, params, spec)
+        return ffi_call(ctx, *args, platform=platform, **params)
+
     def batch_rule(args, dims, **params):
         size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)  # None: unmapped
         # Every operand gets the new axis in front (unmapped ones are broadcast), so the
@@ -139,10 +158,14 @@ def _define(
         return outs, [0] * len(outs)
 
     jax.ffi.register_ffi_target_as_batch_partitionable(target)
-    mlir.register_lowering(prim, twin_lowering)
-    mlir.register_lowering(prim, partial(ffi_lowering, platform="cpu"), platform="cpu")
-    if target in _registry.CUDA_TARGETS:
-        mlir.register_lowering(prim, partial(ffi_lowering, platform="cuda"), platform="cuda")
+    for p, lowering in ((prim, ffi_lowering), (local, ffi_call)):
+        mlir.register_lowering(p, twin_lowering)
+        mlir.register_lowering(p, partial(lowering, platform="cpu"), platform="cpu")
+        if target in _registry.CUDA_TARGETS:
+            mlir.register_lowering(p, partial(lowering, platform="cuda"), platform="cuda")
+    if row_spec is not None:
+        # custom_partitioning needs the devices while lowering (as jax's own users of it).
+        dispatch.prim_requires_devices_during_lowering.add(prim)
     batching.primitive_batchers[prim] = batch_rule
     prim.twin = twin  # the pure-JAX computation for backend="xla"
     return prim
@@ -175,8 +198,11 @@ def _fp4_quantize_twin(x, global_scale, row_mask, *, masked, **params):
     return _reference.fp4_quantize(x, global_scale, row_mask if masked else None, **params)
 
 
-fp4_quantize_p = _define("fp4_quantize", _fp4_quantize_abstract, _fp4_quantize_twin,
-                         cuda_only_params=("pdl",))
+fp4_quantize_p = _define(
+    "fp4_quantize", _fp4_quantize_abstract, _fp4_quantize_twin, cuda_only_params=("pdl",),
+    # x, global scale (1 or M), row mask (1 or M) -> codes, scales.
+    row_spec=lambda params: RowSpec(tile_rows(params["layout"]), (ROWS, PER_ROW, PER_ROW),
+                                    (ROWS, SCALES)))
 
 
 def _per_token_abstract(x, s_inv, row_mask, *, layout, exact, four_over_six, masked,
@@ -191,8 +217,11 @@ def _per_token_twin(x, s_inv, row_mask, *, masked, **params):
     return _reference.nvfp4_per_token_quantize(x, s_inv, row_mask if masked else None, **params)
 
 
-nvfp4_per_token_quantize_p = _define("nvfp4_per_token_quantize", _per_token_abstract,
-                                     _per_token_twin, cuda_only_params=("pdl",))
+nvfp4_per_token_quantize_p = _define(
+    "nvfp4_per_token_quantize", _per_token_abstract, _per_token_twin, cuda_only_params=("pdl",),
+    # x, S_inv (1), row mask (1 or M) -> codes, scales, per-token scales [M].
+    row_spec=lambda params: RowSpec(tile_rows(params["layout"]), (ROWS, REPLICATED, PER_ROW),
+                                    (ROWS, SCALES, PER_ROW)))
 
 
 # ---- mxfp8_quantize (SPEC 5.16) ----
@@ -208,8 +237,10 @@ def _mxfp8_quantize_abstract(x, *, layout, alignment, num_batch_dims):
     return codes, scales
 
 
-mxfp8_quantize_p = _define("mxfp8_quantize", _mxfp8_quantize_abstract,
-                           _reference.mxfp8_quantize, cuda_only_params=("pdl",))
+mxfp8_quantize_p = _define(
+    "mxfp8_quantize", _mxfp8_quantize_abstract, _reference.mxfp8_quantize,
+    cuda_only_params=("pdl",),
+    row_spec=lambda params: RowSpec(tile_rows(params["layout"]), (ROWS,), (ROWS, SCALES)))
 
 
 # ---- block_dequantize: every dequantizer (SPEC 5.6, 5.7, 5.9, 5.14, 5.17) ----
@@ -234,7 +265,10 @@ def _block_dequantize_twin(codes, scales, global_scale, **params):
 block_dequantize_p = _define(
     "block_dequantize", _block_dequantize_abstract, _block_dequantize_twin,
     # The output dtype is the result buffer's type, not an attribute.
-    ffi_attrs=lambda params: {k: v for k, v in params.items() if k != "out_dtype"})
+    ffi_attrs=lambda params: {k: v for k, v in params.items() if k != "out_dtype"},
+    # codes, scale buffer, global scale (1) -> values.
+    row_spec=lambda params: RowSpec(tile_rows(params["layout"]), (ROWS, SCALES, REPLICATED),
+                                    (ROWS,)))
 
 
 def _rowwise(fn: Callable, *args):
