@@ -151,6 +151,21 @@ def _decide(plan: _Plan, arg_shapes):
     return mesh, tuple(shardings[:plan.n_in]), tuple(shardings[plan.n_in:])
 
 
+def applies(ctx) -> bool:
+    """Whether to lower through ``custom_partitioning``.
+
+    Not for ``jax.export``, which cannot serialize its partitioning callback (exported code
+    keeps the plain custom call, for which XLA gathers row-sharded operands), nor where the
+    lowering has no devices (``custom_partitioning`` needs them; the primitives ask for them
+    through ``_primitives._require_devices``).
+    """
+    params = getattr(ctx.module_context, "lowering_parameters", None)
+    if getattr(params, "for_export", False):
+        return False
+    axis_context = ctx.module_context.axis_context
+    return getattr(axis_context, "device_assignment", True) is not None
+
+
 def lower_rows(ctx, args, local, params: dict, spec: RowSpec):
     """Lowers ``local.bind(*args, **params)`` with row partitioning (see the module doc)."""
     plan = _plan(spec, ctx.avals_in, ctx.avals_out)

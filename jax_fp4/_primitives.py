@@ -63,6 +63,15 @@ def _batch_sharding_rule(ctx, num_batch: int) -> ir.Attribute:
     return ir.Attribute.parse(f"#sdy.op_sharding_rule<({ins})->({outs}) {{{size_list}}}, custom>")
 
 
+def _require_devices(prim: Primitive) -> None:
+    """Lowerings of ``prim`` see the devices: ``custom_partitioning`` needs them (as jax's own
+    users of it register). The price: ``jax.export`` with only an ``AbstractMesh`` refuses
+    programs with these ops. A jax without the registry lowers them unpartitioned."""
+    registry = getattr(dispatch, "prim_requires_devices_during_lowering", None)
+    if registry is not None:
+        registry.add(prim)
+
+
 def _define(
     name: str,
     abstract_eval: Callable,
@@ -139,7 +148,8 @@ def _define(
         if any(np.prod(aval.shape) == 0 for aval in ctx.avals_out):
             return twin_lowering(ctx, *args, **params)  # empty outputs: no custom call
         spec = row_spec(params) if row_spec else None
-        if spec is not None and independent_dims(params, len(ctx.avals_in[0].shape)) == 0:
+        if (spec is not None and independent_dims(params, len(ctx.avals_in[0].shape)) == 0
+                and _partitioning.applies(ctx)):
             return _partitioning.lower_rows(ctx, args, local, params, spec)
         return ffi_call(ctx, *args, platform=platform, **params)
 
@@ -164,8 +174,7 @@ def _define(
         if target in _registry.CUDA_TARGETS:
             mlir.register_lowering(p, partial(lowering, platform="cuda"), platform="cuda")
     if row_spec is not None:
-        # custom_partitioning needs the devices while lowering (as jax's own users of it).
-        dispatch.prim_requires_devices_during_lowering.add(prim)
+        _require_devices(prim)
     batching.primitive_batchers[prim] = batch_rule
     prim.twin = twin  # the pure-JAX computation for backend="xla"
     return prim
