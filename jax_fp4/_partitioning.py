@@ -144,10 +144,19 @@ def _mesh_of(sharding) -> Mesh:
     return Mesh(np.array(devices), ("rows",))
 
 
-def _decide(plan: _Plan, arg_shapes):
+def _decide(plan: _Plan, arg_shapes, result_shapes=()):
+    """``(mesh, operand shardings, result shardings)`` for the partitioned call."""
     first = arg_shapes[0]
     mesh = _mesh_of(first.sharding)
-    shardings = _shardings(plan, mesh, _row_axes(plan, first.sharding, len(first.shape)))
+    axes = _row_axes(plan, first.sharding, len(first.shape))
+    out = result_shapes[0].sharding if result_shapes else None
+    if axes is None and first.sharding.is_fully_replicated and out is not None:
+        # A replicated input whose results are wanted row-sharded: each device takes its
+        # rows of the input (a local slice) instead of quantizing everything.
+        axes = _row_axes(plan, out, len(result_shapes[0].shape))
+        if axes is not None:
+            mesh = out.mesh
+    shardings = _shardings(plan, mesh, axes)
     return mesh, tuple(shardings[:plan.n_in]), tuple(shardings[plan.n_in:])
 
 
@@ -174,8 +183,8 @@ def lower_rows(ctx, args, local, params: dict, spec: RowSpec):
         return tuple(local.bind(*a, **params))
 
     def partition(mesh, arg_shapes, result_shape):
-        del mesh, result_shape
-        mesh, ins, outs = _decide(plan, arg_shapes)
+        del mesh
+        mesh, ins, outs = _decide(plan, arg_shapes, result_shape)
         return mesh, per_shard, outs, ins
 
     def infer_sharding_from_operands(mesh, arg_shapes, result_shape):

@@ -137,12 +137,15 @@ def _define(
             call.attributes["sdy.sharding_rule"] = _batch_sharding_rule(ctx, n)
         return results
 
-    # The per-shard call of a row-partitioned op binds this twin primitive: the same shapes
-    # and handlers, lowered without the partitioning (which would otherwise recurse).
-    local = Primitive(f"{target}_shard")
-    local.multiple_results = True
-    local.def_abstract_eval(lambda *args, **params: abstract_eval(
-        *args, **without_launch_params(params)))
+    local = None
+    if row_spec is not None:
+        # The per-shard call of a row-partitioned op binds this second primitive: the same
+        # shapes and handlers, lowered as the plain custom call (no recursion into the
+        # partitioning; a single-device program inlines it too).
+        local = Primitive(f"{target}_shard")
+        local.multiple_results = True
+        local.def_abstract_eval(lambda *args, **params: abstract_eval(
+            *args, **without_launch_params(params)))
 
     def ffi_lowering(ctx, *args, platform, **params):
         if any(np.prod(aval.shape) == 0 for aval in ctx.avals_out):
@@ -169,6 +172,8 @@ def _define(
 
     jax.ffi.register_ffi_target_as_batch_partitionable(target)
     for p, lowering in ((prim, ffi_lowering), (local, ffi_call)):
+        if p is None:
+            continue
         mlir.register_lowering(p, twin_lowering)
         mlir.register_lowering(p, partial(lowering, platform="cpu"), platform="cpu")
         if target in _registry.CUDA_TARGETS:

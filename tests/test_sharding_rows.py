@@ -271,6 +271,24 @@ def test_jit_in_and_out_shardings():
     assert not [c for c in COLLECTIVES if c in hlo]
 
 
+def test_replicated_input_with_row_sharded_outputs_quantizes_only_local_rows():
+    """out_shardings along the rows of a replicated input: each device slices its rows and
+    quantizes only those (the custom call sees M / n rows), no communication."""
+    mesh, n = _mesh()
+    fn = _fp4(L128)
+    x = random_input(np.random.default_rng(13), (128 * n, 64), BF16)
+    rows = _rows(mesh, 2)
+    jitted = jax.jit(fn, out_shardings=(rows, rows))
+    xr = jax.device_put(x, NamedSharding(mesh, P()))
+    got = jitted(xr)
+    _assert_same(got, _unsharded(fn, mesh, x), "replicated in")
+    _assert_row_sharded(got, "replicated in")
+    hlo = jitted.lower(xr).compile().as_text()
+    assert not [c for c in COLLECTIVES if c in hlo]
+    call = next(line for line in hlo.splitlines() if "custom_call_target=\"jax_fp4_" in line)
+    assert "(u8[128,32]" in call and "u8[128,4]" in call, call
+
+
 def test_twin_backend_unaffected():
     """backend="xla" is plain jnp: no custom call and no custom partitioning; same bytes."""
     mesh, n = _mesh()
