@@ -9,7 +9,8 @@ observables instead, each in a fresh process (XLA_FLAGS are read at start-up):
 2. Time: one jitted function of 32 decode-sized quantize calls. Captured, the 32 kernels are
    one graph launch; not captured, 32 separate launches. Per-call wall time, median of 200.
 
-Run on a GPU: ``python3 scripts/cmdbuf_check.py``; prints one line per configuration.
+Run on a GPU: ``python3 scripts/cmdbuf_check.py [LOG_DIR]``; prints one line per
+configuration and keeps each child's full log under LOG_DIR.
 """
 
 from __future__ import annotations
@@ -39,19 +40,25 @@ def child() -> None:
     import jax_fp4
 
     n_ops, m, k = 32, 16, 4096
-    xs = [jax.random.normal(jax.random.key(i), (m, k), jnp.bfloat16) for i in range(n_ops)]
+    x = jax.random.normal(jax.random.key(0), (m, k), jnp.bfloat16)
     gs = jnp.full((1,), 300.0, jnp.float32)
-    f = jax.jit(lambda xs, g: [jax_fp4.fp4_quantize(x, g) for x in xs])
-    want = [np.asarray(c) for c, _ in jax.jit(
-        lambda xs, g: [jax_fp4.fp4_quantize(x, g, backend="xla") for x in xs])(xs, gs)]
-    got = f(xs, gs)
-    same = all(np.array_equal(np.asarray(c), w) for (c, _), w in zip(got, want))
+
+    def quantize_many(x, g, backend="auto"):
+        # 32 different global scales, so XLA cannot merge the calls.
+        return [jax_fp4.fp4_quantize(x, g * (1.0 + i / 64), backend=backend)
+                for i in range(n_ops)]
+
+    f = jax.jit(quantize_many)
+    want = jax.jit(lambda x, g: quantize_many(x, g, "xla"))(x, gs)
+    got = f(x, gs)
+    same = all(np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
     for _ in range(20):
-        jax.block_until_ready(f(xs, gs))
+        jax.block_until_ready(f(x, gs))
     times = []
     for _ in range(200):
         t0 = time.perf_counter()
-        jax.block_until_ready(f(xs, gs))
+        jax.block_until_ready(f(x, gs))
         times.append(time.perf_counter() - t0)
     times.sort()
     print("RESULT " + json.dumps({"per_call_us": times[len(times) // 2] * 1e6,
@@ -63,7 +70,8 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         child()
         return 0
-    for name, flags in CONFIGS.items():
+    log_dir = sys.argv[1] if len(sys.argv) > 1 else None
+    for i, (name, flags) in enumerate(CONFIGS.items()):
         env = {**os.environ, "XLA_FLAGS": flags, "TF_CPP_MIN_LOG_LEVEL": "0",
                "TF_CPP_VMODULE": VMODULE}
         p = subprocess.run([sys.executable, __file__, "child"], env=env, capture_output=True,
@@ -71,6 +79,9 @@ def main() -> int:
         result = next((json.loads(ln[7:]) for ln in p.stdout.splitlines()
                        if ln.startswith("RESULT ")), {"error": p.stderr[-2000:]})
         logs = p.stderr.splitlines()
+        if log_dir:
+            with open(os.path.join(log_dir, f"cmdbuf_child{i}.log"), "w") as fh:
+                fh.write(p.stderr)
         ours = [ln for ln in logs if "jax_fp4" in ln and re.search(r"[Cc]ommand", ln)]
         print(f"{name}: {json.dumps(result)}; XLA command-buffer log lines: "
               f"{sum('ommand' in ln for ln in logs)}, naming a jax_fp4 target: {len(ours)}")

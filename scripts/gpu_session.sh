@@ -62,19 +62,24 @@ if has detail; then
   done
 fi
 if has decode; then
-  # Decode-sized inputs: kernel time vs an XLA copy kernel of the same bytes, one process.
-  stamp decode
+  # Kernel time vs an XLA copy kernel of the same bytes (ncu, one process per set): the
+  # decode grid (M <= 128) and the 16384 x 16384 set.
   UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
-  timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
-      --profile-from-start off --log-file "$LOG/decode.csv" \
-      $PY benchmarks/decode_ncu.py run --manifest "$LOG/decode.json" > "$LOG/decode_run.log" 2>&1
-  echo "decode: exit $?"
-  $PY benchmarks/decode_ncu.py parse "$LOG/decode.csv" --manifest "$LOG/decode.json" \
-      | tee "$LOG/decode_summary.txt"
+  for set in decode large; do
+    stamp "kernel vs copy: $set"
+    targets=""; [ "$set" = large ] && targets="--targets large"
+    timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
+        --profile-from-start off --log-file "$LOG/vscopy_$set.csv" \
+        $PY benchmarks/kernel_vs_copy.py run --manifest "$LOG/vscopy_$set.json" $targets \
+        > "$LOG/vscopy_${set}_run.log" 2>&1
+    echo "kernel vs copy ($set): exit $?"
+    $PY benchmarks/kernel_vs_copy.py parse "$LOG/vscopy_$set.csv" --manifest "$LOG/vscopy_$set.json" \
+        | tee "$LOG/vscopy_${set}_summary.txt"
+  done
 fi
 if has cmdbuf; then
   stamp cmdbuf
-  timeout 240 $PY scripts/cmdbuf_check.py > "$LOG/cmdbuf.log" 2>&1
+  timeout 240 $PY scripts/cmdbuf_check.py "$LOG" > "$LOG/cmdbuf.log" 2>&1
   echo "cmdbuf: exit $?"; cut -c1-400 "$LOG/cmdbuf.log"
 fi
 if has legacy; then

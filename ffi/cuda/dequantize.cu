@@ -87,27 +87,30 @@ __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restri
   return PackGroup<Out>(o);
 }
 
-// One thread per 8-element output group, kPerTrip groups a trip a block-width apart.
+constexpr int kGroupsPerTrip = 4;
+
+// One thread per 8-element output group, kGroupsPerTrip groups a trip a block-width apart
+// (the block size is chosen at launch: smaller for decode shapes).
 template <typename Out, bool kFp4>
 __global__ void __launch_bounds__(kThreads)
     BlockDequantizeKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
                           const float* __restrict__ global_scale, GroupOut<Out>* __restrict__ out,
                           DequantizeParams p) {
-  constexpr int kPerTrip = 4;
   const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
-  for (uint32_t first = blockIdx.x * kThreads * kPerTrip + threadIdx.x; first < total;
-       first += gridDim.x * kThreads * kPerTrip) {
-    GroupOut<Out> v[kPerTrip];
+  const uint32_t threads = blockDim.x;
+  for (uint32_t first = blockIdx.x * threads * kGroupsPerTrip + threadIdx.x; first < total;
+       first += gridDim.x * threads * kGroupsPerTrip) {
+    GroupOut<Out> v[kGroupsPerTrip];
 #pragma unroll
-    for (int u = 0; u < kPerTrip; ++u) {
-      const uint32_t g = first + u * kThreads;
+    for (int u = 0; u < kGroupsPerTrip; ++u) {
+      const uint32_t g = first + u * threads;
       if (g < total)
         v[u] = DequantizeGroup<Out, kFp4>(codes, scales, global_scale, p, g, groups_per_row);
     }
 #pragma unroll
-    for (int u = 0; u < kPerTrip; ++u)
-      if (first + u * kThreads < total) out[first + u * kThreads] = v[u];
+    for (int u = 0; u < kGroupsPerTrip; ++u)
+      if (first + u * threads < total) out[first + u * threads] = v[u];
   }
 }
 
@@ -117,15 +120,10 @@ void LaunchDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* 
   p.groups_per_row_div = FastDiv32::Make(p.cols / kGroup);
   const int64_t groups = p.batch * p.rows * p.cols / kGroup;
   auto* o = static_cast<GroupOut<Out>*>(out);
-  if (p.element_format == ElementFormat::kE2m1) {
-    auto kernel = BlockDequantizeKernel<Out, true>;
-    kernel<<<GridForKernel(kernel, groups, kThreads * 4), kThreads, 0, stream>>>(codes, scales,
-                                                                                  gs, o, p);
-  } else {
-    auto kernel = BlockDequantizeKernel<Out, false>;
-    kernel<<<GridForKernel(kernel, groups, kThreads * 4), kThreads, 0, stream>>>(codes, scales,
-                                                                                  gs, o, p);
-  }
+  auto kernel = p.element_format == ElementFormat::kE2m1 ? BlockDequantizeKernel<Out, true>
+                                                          : BlockDequantizeKernel<Out, false>;
+  const LaunchShape shape = ShapeForKernel(kernel, groups, kGroupsPerTrip);
+  kernel<<<shape.grid, shape.threads, 0, stream>>>(codes, scales, gs, o, p);
 }
 
 ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> codes,

@@ -22,9 +22,12 @@ struct QuantizeParams {
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
   bool pdl = false;                 // programmatic dependent launch (enable_pdl)
-  // Set by Launch: scale addressing, and divisions by blocks per row and by rows.
+  // Set by Launch: scale addressing, divisions by blocks per row and by rows, and the
+  // padding rows of the scale buffer as 4-byte words (per batch entry, and in all).
   SfAddressing sf_addr;
   FastDiv32 blocks_per_row_div, rows_div;
+  uint32_t pad_words_per_batch = 0, pad_words = 0, col_groups = 0;
+  FastDiv32 pad_words_div, col_groups_div;
 };
 
 // Block maximum (SPEC 4.1) of the Prepare()d elements `f`, scalar: one FMNMX per element.
@@ -140,6 +143,20 @@ struct BlockWork {
 // GPU's memory today, and the handlers refuse more.
 constexpr int64_t kMaxBlocks = int64_t{1} << 32;
 
+// Padding words of the scale buffer a thread should zero at most: sizes the grid when the
+// padding outweighs the blocks (M = 1 pads 127 rows of a 128x4 layout).
+constexpr int64_t kPadWordsPerThread = 4;
+
+// The kernels' 32-bit index ranges: scale blocks and padding words of the scale buffer.
+ffi::Error CheckIndexRange(const char* op, const Dims3& d, int64_t layout,
+                           int64_t blocks_per_row) {
+  const int64_t pad_words = d.batch * (SfPaddedRows(layout, d.rows) - d.rows) *
+                            (SfPaddedCols(layout, blocks_per_row) / 4);
+  if (d.batch * d.rows * blocks_per_row >= kMaxBlocks || pad_words >= kMaxBlocks)
+    return InvalidArgument(op, "more than 2^32 scale blocks (or padding words) in one call");
+  return ffi::Error::Success();
+}
+
 // Quantizes one block from its raw input: writes the codes to `w` and returns the scale byte.
 template <class Q, class In, bool kFourOverSix>
 __device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q, In>::kLoads],
@@ -205,23 +222,25 @@ __device__ __forceinline__ void StoreScale(uint8_t* row_sf, const QuantizeParams
       row_sf[p.sf_addr.ColPart(k)] = 0;
 }
 
-// Padding rows of swizzled layouts: whole 4-byte groups of zeros, grid-strided.
+// Padding rows of swizzled layouts: whole 4-byte groups of zeros, grid-strided. 32-bit
+// indices: at most 127 padding rows per batch entry (Launch sizes the grid for this work
+// too, so a one-row decode input does not leave it to a few threads).
 __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeParams& p,
-                                                int64_t blocks_per_row, int64_t first,
-                                                int64_t stride) {
-  const int64_t col_groups = SfPaddedCols(p.layout, blocks_per_row) / 4;
-  const int64_t pad_rows = SfPaddedRows(p.layout, p.rows) - p.rows;
-  const int64_t pad_words = p.batch * pad_rows * col_groups;
-  for (int64_t i = first; i < pad_words; i += stride) {
-    const int64_t b = i / (pad_rows * col_groups), rem = i - b * pad_rows * col_groups;
-    const int64_t r = p.rows + rem / col_groups, kt = rem % col_groups;
-    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size + p.sf_addr.Offset(r, kt * 4)) = 0u;
+                                                uint32_t first, uint32_t stride) {
+  for (uint32_t i = first; i < p.pad_words; i += stride) {
+    const uint32_t b = p.batch == 1 ? 0u : p.pad_words_div.Div(i);
+    const uint32_t rem = i - b * p.pad_words_per_batch;
+    const uint32_t pad_row = p.col_groups_div.Div(rem);
+    const uint32_t group = rem - pad_row * p.col_groups;
+    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size +
+                                 p.sf_addr.Offset(p.rows + pad_row, group * 4)) = 0u;
   }
 }
 
 // Thread i of the grid takes scale blocks i, i + T, i + 2T, ... of the flattened
-// [batch * rows, blocks_per_row] block matrix (grid-strided, kPerTrip at a time), so a warp
-// reads consecutive blocks of a row. Block indices are 32-bit (Launch checks the count); byte
+// [batch * rows, blocks_per_row] block matrix (grid-strided, kPerTrip at a time, a thread
+// block's width apart), so a warp reads consecutive blocks of a row. The block size is
+// chosen at launch (ShapeForKernel: smaller for decode shapes). Block indices are 32-bit (Launch checks the count); byte
 // offsets are 64-bit. At most 64 registers: four thread blocks per SM keep enough loads in
 // flight.
 template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
@@ -237,7 +256,8 @@ __global__ void __launch_bounds__(kThreads, 4)
   const uint32_t blocks_per_row = static_cast<uint32_t>(p.padded_cols / Q::kSfVec);
   const uint32_t in_blocks_per_row = static_cast<uint32_t>(p.cols / Q::kSfVec);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * blocks_per_row);
-  const uint32_t stride = gridDim.x * kThreads * kTrip;
+  const uint32_t threads = blockDim.x;
+  const uint32_t stride = gridDim.x * threads * kTrip;
   // One global scale for the whole call (the common case): the row state is set up once.
   const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
   WaitForPreviousGrid();
@@ -245,14 +265,14 @@ __global__ void __launch_bounds__(kThreads, 4)
   q_all.four_over_six = p.four_over_six;
   if (Q::kUsesGlobalScale && one_scale) q_all.InitRow(global_scale[0], p.scale_mode, p.runtime_zero);
 
-  for (uint32_t first = blockIdx.x * kThreads * kTrip + threadIdx.x; first < total;
+  for (uint32_t first = blockIdx.x * threads * kTrip + threadIdx.x; first < total;
        first += stride) {
     Work work[kTrip];
     uint32_t row[kTrip], col[kTrip];
     bool keep[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t blk = first + u * kThreads;
+      const uint32_t blk = first + u * threads;
       row[u] = p.blocks_per_row_div.Div(blk);
       col[u] = blk - row[u] * blocks_per_row;
       keep[u] = blk < total && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
@@ -265,7 +285,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     }
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t blk = first + u * kThreads;
+      const uint32_t blk = first + u * threads;
       if (blk >= total) break;
       const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row[u]);
       const uint32_t r = row[u] - b * static_cast<uint32_t>(p.rows);
@@ -285,8 +305,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     }
   }
   AllowNextGrid();
-  ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
-                  int64_t{gridDim.x} * blockDim.x);
+  ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
 }
 
 // Per-token NVFP4: one thread block per row (grid-strided). Pass 1 takes the row maximum,
@@ -342,8 +361,7 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   AllowNextGrid();
-  ZeroPaddingRows(scales, p, blocks_per_row, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
-                  int64_t{gridDim.x} * blockDim.x);
+  ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
 }
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
@@ -353,16 +371,19 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
     if constexpr (!kInputFp8 && (kType == InputType::kF16 || kType == InputType::kBf16) &&
                   (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact))
       LaunchMaybePdl(PerTokenQuantizeKernel<kRecipe, kType, kFourOverSix>,
-                     GridFor(p.batch * p.rows, 1), kThreads, stream, p.pdl,
+                     std::max(GridFor(p.batch * p.rows, 1),
+                              GridFor(p.pad_words / kPadWordsPerThread)),
+                     kThreads, stream, p.pdl,
                      static_cast<const uint4*>(x), gs, codes, sf, p);
     return;
   }
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
   auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
-  const int grid = GridForKernel(kernel, p.batch * p.rows * (p.padded_cols / Q::kSfVec),
-                                 kThreads * BlockWork<Q, InputTraits<kType>>::kPerTrip);
-  LaunchMaybePdl(kernel, grid, kThreads, stream, p.pdl, static_cast<const uint4*>(x), gs, codes,
-                 sf, p);
+  const LaunchShape shape =
+      ShapeForKernel(kernel, p.batch * p.rows * (p.padded_cols / Q::kSfVec),
+                     BlockWork<Q, InputTraits<kType>>::kPerTrip, p.pad_words / kPadWordsPerThread);
+  LaunchMaybePdl(kernel, shape.grid, shape.threads, stream, p.pdl, static_cast<const uint4*>(x),
+                 gs, codes, sf, p);
 }
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType>
@@ -371,6 +392,13 @@ void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes,
   p.sf_addr = SfAddressing::Make(p.layout, p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
   p.blocks_per_row_div = FastDiv32::Make(p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
   p.rows_div = FastDiv32::Make(p.rows);
+  p.col_groups = static_cast<uint32_t>(
+      SfPaddedCols(p.layout, p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec) / 4);
+  p.pad_words_per_batch =
+      static_cast<uint32_t>((SfPaddedRows(p.layout, p.rows) - p.rows) * p.col_groups);
+  p.pad_words = static_cast<uint32_t>(p.batch * p.pad_words_per_batch);
+  p.pad_words_div = FastDiv32::Make(std::max<uint32_t>(1, p.pad_words_per_batch));
+  p.col_groups_div = FastDiv32::Make(std::max<uint32_t>(1, p.col_groups));
   // 4over6 is its own instantiation so the common kernels do not carry its code.
   constexpr bool kCanFourOverSix =
       !kInputFp8 && (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact);
@@ -423,8 +451,8 @@ ffi::Error Fp4QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                    FourOverSix::FromBits(four_over_six)};
   p.pdl = pdl;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();  // nothing to write
-  if (d.batch * d.rows * (d.last / sf_vec_size) >= kMaxBlocks)
-    return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
+  if (auto err = CheckIndexRange(kOp, d, layout, d.last / sf_vec_size); err.failure())
+    return err;
   const int64_t n_gs = static_cast<int64_t>(global_scale.element_count());
   p.global_scales_per_batch = n_gs / d.batch;
   if (p.global_scales_per_batch * d.batch != n_gs ||
@@ -466,8 +494,7 @@ ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                    FourOverSix::FromBits(four_over_six)};
   p.pdl = pdl;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
-  if (d.batch * d.rows * (d.last / 16) >= kMaxBlocks)
-    return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
+  if (auto err = CheckIndexRange(kOp, d, layout, d.last / 16); err.failure()) return err;
   if (static_cast<int64_t>(s_inv.element_count()) != d.batch)
     return InvalidArgument(kOp, "the global scale must have one element per batch");
   if (masked) {
@@ -502,8 +529,7 @@ ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                    1, ScaleMode::kEncode, nullptr, nullptr, 0u, FourOverSix{}};
   p.pdl = pdl;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
-  if (d.batch * d.rows * (kp / 32) >= kMaxBlocks)
-    return InvalidArgument(kOp, "more than 2^32 scale blocks in one call");
+  if (auto err = CheckIndexRange(kOp, d, layout, kp / 32); err.failure()) return err;
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
     return InvalidArgument(kOp, "output sizes do not match the input");
