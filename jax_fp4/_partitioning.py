@@ -145,7 +145,9 @@ def _mesh_of(sharding) -> Mesh:
 
 
 def _decide(plan: _Plan, arg_shapes, result_shapes=()):
-    """``(mesh, operand shardings, result shardings)`` for the partitioned call."""
+    """``(mesh, operand shardings, result shardings)`` for the partitioned call: the rows
+    along the input's row axes when the tile rule holds, else everything replicated (XLA
+    gathers; the bytes stay those of the unsharded op)."""
     first = arg_shapes[0]
     mesh = _mesh_of(first.sharding)
     axes = _row_axes(plan, first.sharding, len(first.shape))
@@ -176,7 +178,19 @@ def applies(ctx) -> bool:
 
 
 def lower_rows(ctx, args, local, params: dict, spec: RowSpec):
-    """Lowers ``local.bind(*args, **params)`` with row partitioning (see the module doc)."""
+    """Lowers ``local.bind(*args, **params)`` with row partitioning (see the module doc).
+
+    Args:
+        ctx: the lowering context of the public primitive (its avals fix the shapes).
+        args: the lowered operands.
+        local: the per-shard primitive: the op's shapes and plain custom-call lowering.
+        params: the primitive's parameters (no batch axes).
+        spec: how the operands and results follow the rows.
+
+    Returns:
+        The lowered results: a ``CustomSPMDPartitioning`` call on several devices, the plain
+        custom call on one device or inside ``shard_map``.
+    """
     plan = _plan(spec, ctx.avals_in, ctx.avals_out)
 
     def per_shard(*a):

@@ -78,6 +78,12 @@ def _fp4(layout, **kw):
                                     is_sf_8x4_layout=layout == L8, **kw)
 
 
+def _some_rows(rows):
+    """A permutation-like row selection: every third entry -1 (selects nothing)."""
+    i = jnp.arange(rows, dtype=jnp.int32)
+    return jnp.where(i % 3 == 0, -1, (i * 7) % rows)
+
+
 # name -> (function of the input, scale layout, input dtype)
 QUANTIZERS = {
     "nvfp4 128x4": (_fp4(L128), L128, BF16),
@@ -97,6 +103,9 @@ QUANTIZERS = {
                         L128, BF16),
     "per-token linear": (lambda a: F.nvfp4_quantize(a, 1 / 2688, LIN,
                                                     per_token_activation=True), LIN, BF16),
+    "per-token masked rows": (lambda a: F.nvfp4_quantize(
+        a, 1 / 2688, per_token_activation=True,
+        expanded_idx_to_permuted_idx=_some_rows(a.shape[0])), L128, BF16),
 }
 
 
