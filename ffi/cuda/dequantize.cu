@@ -17,6 +17,7 @@ struct DequantizeParams {
   bool plus_zero_code8, device_math;
   SfAddressing sf_addr;
   FastDiv32 groups_per_row_div, rows_div;
+  bool one_group_per_thread = false;  // set by LaunchDequantize for problems of one small wave
 };
 
 struct Bf16Out { static constexpr bool kBf16 = true; uint16_t bits; };
@@ -66,8 +67,14 @@ __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restri
   const uint32_t col = (g - row * groups_per_row) * kN;
   const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
   const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
-  const float scale = DecodeScale(
-      p.scale_format, scales[b * p.sf_size + p.sf_addr.Offset(r, col / p.sf_vec_size)]);
+  // The runtime format flags pass through an opaque move: as loop invariants they let the
+  // compiler copy the whole unrolled trip once per combination (~25k instructions, whose
+  // cold instruction fetch cost ~7 us a launch at decode sizes).
+  uint32_t flags = static_cast<uint32_t>(p.scale_format) | (p.plus_zero_code8 ? 4u : 0u) |
+                   (p.device_math ? 8u : 0u);
+  asm volatile("" : "+r"(flags));
+  const uint8_t scale_byte = scales[b * p.sf_size + p.sf_addr.Offset(r, col / p.sf_vec_size)];
+  const float scale = DecodeScale(static_cast<ScaleFormat>(flags & 3u), scale_byte);
   const float g_scale = global_scale[b];
   // Codes: kN / 2 bytes (E2M1) or kN bytes (E4M3), little-endian in `bits`.
   uint64_t bits;
@@ -76,13 +83,22 @@ __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restri
   else if constexpr (kCodeBytes == 4) bits = reinterpret_cast<const uint32_t*>(codes)[g];
   else bits = reinterpret_cast<const uint64_t*>(codes)[g];
   const ElementFormat format = kFp4 ? ElementFormat::kE2m1 : ElementFormat::kE4m3;
+  const bool plus_zero_code8 = (flags & 4u) != 0, device_math = (flags & 8u) != 0;
+  // DequantizeElement's two maths, both computed and one selected (no branch per element);
+  // the host product s * g is the same for the whole group.
+  const float host_scale = HostMul(scale, g_scale);
   float o[kN];
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
     const uint32_t code = static_cast<uint32_t>(kFp4 ? (bits >> (4 * i)) & 0xFu
                                                      : (bits >> (8 * i)) & 0xFFu);
-    o[i] = DequantizeElement(DecodeElement(format, code, p.plus_zero_code8), scale, g_scale,
-                             p.device_math);
+    float e = DecodeElement(format, code, false);
+    // DecodeElement's +0 for E2M1 code 8, as a mask (a branch per element otherwise).
+    if constexpr (kFp4)
+      e = BitsFloat(FloatBits(e) & (plus_zero_code8 && code == 8u ? kAbsMask : 0xFFFFFFFFu));
+    const float device = DequantizeElement(e, scale, g_scale, true);
+    const float host = HostMul(e, host_scale);  // = DequantizeElement(e, scale, g_scale, false)
+    o[i] = device_math ? device : host;
   }
   return PackGroup<Out>(o);
 }
@@ -99,18 +115,22 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
   const uint32_t threads = blockDim.x;
-  for (uint32_t first = blockIdx.x * threads * kGroupsPerTrip + threadIdx.x; first < total;
-       first += gridDim.x * threads * kGroupsPerTrip) {
+  // Decode shapes: the grid covers every group once, so a thread's serial chain is one group
+  // long (its later trip slots land past the end).
+  const uint32_t cta_span = p.one_group_per_thread ? threads : threads * kGroupsPerTrip;
+  const uint32_t slot_stride = p.one_group_per_thread ? total : threads;
+  for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first < total;
+       first += gridDim.x * cta_span) {
     GroupOut<Out> v[kGroupsPerTrip];
 #pragma unroll
     for (int u = 0; u < kGroupsPerTrip; ++u) {
-      const uint32_t g = first + u * threads;
+      const uint32_t g = first + u * slot_stride;
       if (g < total)
         v[u] = DequantizeGroup<Out, kFp4>(codes, scales, global_scale, p, g, groups_per_row);
     }
 #pragma unroll
     for (int u = 0; u < kGroupsPerTrip; ++u)
-      if (first + u * threads < total) out[first + u * threads] = v[u];
+      if (first + u * slot_stride < total) out[first + u * slot_stride] = v[u];
   }
 }
 
@@ -122,7 +142,11 @@ void LaunchDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* 
   auto* o = static_cast<GroupOut<Out>*>(out);
   auto kernel = p.element_format == ElementFormat::kE2m1 ? BlockDequantizeKernel<Out, true>
                                                           : BlockDequantizeKernel<Out, false>;
-  const LaunchShape shape = ShapeForKernel(kernel, groups, kGroupsPerTrip);
+  LaunchShape shape = ShapeForKernel(kernel, groups, kGroupsPerTrip);
+  if (shape.threads < kThreads) {  // less than a wave of full blocks: one group per thread
+    shape = ShapeForKernel(kernel, groups, 1);
+    p.one_group_per_thread = int64_t{shape.grid} * shape.threads >= groups;
+  }
   kernel<<<shape.grid, shape.threads, 0, stream>>>(codes, scales, gs, o, p);
 }
 

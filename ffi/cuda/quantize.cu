@@ -22,6 +22,7 @@ struct QuantizeParams {
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
   bool pdl = false;                 // programmatic dependent launch (enable_pdl)
+  bool one_block_per_thread = false;  // set by LaunchKernel for problems of one small wave
   // Set by Launch: scale addressing, divisions by blocks per row and by rows, and the
   // padding rows of the scale buffer as 4-byte words (per batch entry, and in all).
   SfAddressing sf_addr;
@@ -257,7 +258,11 @@ __global__ void __launch_bounds__(kThreads, 4)
   const uint32_t in_blocks_per_row = static_cast<uint32_t>(p.cols / Q::kSfVec);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * blocks_per_row);
   const uint32_t threads = blockDim.x;
-  const uint32_t stride = gridDim.x * threads * kTrip;
+  // Decode shapes: the grid covers every block once, so a thread's serial chain is one block
+  // long (its later trip slots land past the end).
+  const uint32_t cta_span = p.one_block_per_thread ? threads : threads * kTrip;
+  const uint32_t slot_stride = p.one_block_per_thread ? total : threads;
+  const uint32_t stride = gridDim.x * cta_span;
   // One global scale for the whole call (the common case): the row state is set up once.
   const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
   WaitForPreviousGrid();
@@ -265,14 +270,14 @@ __global__ void __launch_bounds__(kThreads, 4)
   q_all.four_over_six = p.four_over_six;
   if (Q::kUsesGlobalScale && one_scale) q_all.InitRow(global_scale[0], p.scale_mode, p.runtime_zero);
 
-  for (uint32_t first = blockIdx.x * threads * kTrip + threadIdx.x; first < total;
+  for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first < total;
        first += stride) {
     Work work[kTrip];
     uint32_t row[kTrip], col[kTrip];
     bool keep[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t blk = first + u * threads;
+      const uint32_t blk = first + u * slot_stride;
       row[u] = p.blocks_per_row_div.Div(blk);
       col[u] = blk - row[u] * blocks_per_row;
       keep[u] = blk < total && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
@@ -285,7 +290,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     }
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t blk = first + u * threads;
+      const uint32_t blk = first + u * slot_stride;
       if (blk >= total) break;
       const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row[u]);
       const uint32_t r = row[u] - b * static_cast<uint32_t>(p.rows);
@@ -366,7 +371,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
 void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes,
-                  uint8_t* sf, const QuantizeParams& p) {
+                  uint8_t* sf, QuantizeParams p) {
   if (p.per_token_scale != nullptr) {
     if constexpr (!kInputFp8 && (kType == InputType::kF16 || kType == InputType::kBf16) &&
                   (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact))
@@ -379,9 +384,14 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
   }
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
   auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
-  const LaunchShape shape =
-      ShapeForKernel(kernel, p.batch * p.rows * (p.padded_cols / Q::kSfVec),
-                     BlockWork<Q, InputTraits<kType>>::kPerTrip, p.pad_words / kPadWordsPerThread);
+  const int64_t blocks = p.batch * p.rows * (p.padded_cols / Q::kSfVec);
+  const int64_t pad_threads = p.pad_words / kPadWordsPerThread;
+  LaunchShape shape =
+      ShapeForKernel(kernel, blocks, BlockWork<Q, InputTraits<kType>>::kPerTrip, pad_threads);
+  if (shape.threads < kThreads) {  // less than a wave of full blocks: one block per thread
+    shape = ShapeForKernel(kernel, blocks, 1, pad_threads);
+    p.one_block_per_thread = int64_t{shape.grid} * shape.threads >= blocks;
+  }
   LaunchMaybePdl(kernel, shape.grid, shape.threads, stream, p.pdl, static_cast<const uint4*>(x),
                  gs, codes, sf, p);
 }
