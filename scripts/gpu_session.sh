@@ -4,7 +4,7 @@
 # (plus ncu's detail sections for a few), run the benchmark suite, and optionally the
 # >2^31-element test ("large") and compute-sanitizer ("sanitize"); logs packed under $OUT
 # (the device tool returns at most 8 files). Knobs: STEPS (default "build test cross ncu
-# detail bench"; also decode cmdbuf legacy large sanitize probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
+# detail bench"; also decode cmdbuf legacy shardcpu large sanitize probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
 set -uo pipefail
 OUT=${OUT:-/tmp/jax_fp4_session}
 LOG=$OUT/logs
@@ -95,6 +95,14 @@ if has legacy; then
   grep -m 10 "^FAILED" "$LOG/test_gpu_compute75.log"
   $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
       -Ccmake.define.JAX_FP4_CUDA_ARCHS="${ARCHS:-90a}" > /dev/null 2>&1
+fi
+if has shardcpu; then
+  # The sharding tests under this machine's jax (8 forced CPU devices, as in CI).
+  stamp "sharding tests on CPU devices"
+  JAX_PLATFORMS=cpu timeout 300 $PY -m pytest tests/test_sharding.py tests/test_sharding_rows.py \
+      tests/test_distributed.py -q -n 4 -p no:cacheprovider > "$LOG/test_sharding_cpu.log" 2>&1
+  echo "sharding (CPU devices): exit $?"; tail -n 2 "$LOG/test_sharding_cpu.log"
+  grep -m 10 "^FAILED" "$LOG/test_sharding_cpu.log"
 fi
 if has large; then
   stamp large

@@ -53,10 +53,20 @@ __device__ __forceinline__ GroupOut<Out> PackGroup(const float (&o)[kGroup]) {
   return g;
 }
 
+// What a kernel instantiation decodes: the element format and the per-element flags, fixed
+// at compile time so the element loop has no branch and no unused math. The scale format
+// stays a runtime value (it is read once per group).
+enum class ElementRecipe {
+  kE2m1,               // NVFP4 / MXFP4, host math
+  kE2m1PlusZeroCode8,  // mxfp4_dequantize_host: code 8 is +0
+  kE2m1DeviceMath,     // NVFP4 KV cache (SPEC 5.14): flushing device products
+  kE4m3,               // MXFP8, host math
+};
+
 // Group g of the output covers elements [g * kGroup, (g + 1) * kGroup) of the flattened
 // output; its codes are 2-8 consecutive bytes, and kGroup divides every block size, so one
 // scale serves a group.
-template <typename Out, bool kFp4>
+template <typename Out, ElementRecipe kRecipe>
 __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restrict__ codes,
                                                  const uint8_t* __restrict__ scales,
                                                  const float* __restrict__ global_scale,
@@ -67,38 +77,34 @@ __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restri
   const uint32_t col = (g - row * groups_per_row) * kN;
   const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
   const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
-  // The runtime format flags pass through an opaque move: as loop invariants they let the
-  // compiler copy the whole unrolled trip once per combination (~25k instructions, whose
-  // cold instruction fetch cost ~7 us a launch at decode sizes).
-  uint32_t flags = static_cast<uint32_t>(p.scale_format) | (p.plus_zero_code8 ? 4u : 0u) |
-                   (p.device_math ? 8u : 0u);
-  asm volatile("" : "+r"(flags));
+  // The scale format passes through an opaque move: as a loop invariant it let the compiler
+  // copy the whole unrolled trip once per case (~25k instructions, whose cold instruction
+  // fetch cost ~7 us a launch at decode sizes).
+  uint32_t scale_format = static_cast<uint32_t>(p.scale_format);
+  asm volatile("" : "+r"(scale_format));
   const uint8_t scale_byte = scales[b * p.sf_size + p.sf_addr.Offset(r, col / p.sf_vec_size)];
-  const float scale = DecodeScale(static_cast<ScaleFormat>(flags & 3u), scale_byte);
+  const float scale = DecodeScale(static_cast<ScaleFormat>(scale_format), scale_byte);
   const float g_scale = global_scale[b];
+  constexpr bool kFp4 = kRecipe != ElementRecipe::kE4m3;
   // Codes: kN / 2 bytes (E2M1) or kN bytes (E4M3), little-endian in `bits`.
   uint64_t bits;
   constexpr int kCodeBytes = kFp4 ? kN / 2 : kN;
   if constexpr (kCodeBytes == 2) bits = reinterpret_cast<const uint16_t*>(codes)[g];
   else if constexpr (kCodeBytes == 4) bits = reinterpret_cast<const uint32_t*>(codes)[g];
   else bits = reinterpret_cast<const uint64_t*>(codes)[g];
-  const ElementFormat format = kFp4 ? ElementFormat::kE2m1 : ElementFormat::kE4m3;
-  const bool plus_zero_code8 = (flags & 4u) != 0, device_math = (flags & 8u) != 0;
-  // DequantizeElement's two maths, both computed and one selected (no branch per element);
-  // the host product s * g is the same for the whole group.
+  constexpr ElementFormat kFormat = kFp4 ? ElementFormat::kE2m1 : ElementFormat::kE4m3;
+  constexpr bool kDeviceMath = kRecipe == ElementRecipe::kE2m1DeviceMath;
+  // Host math: hmul(e, hmul(s, g)), the inner product the same for the whole group.
   const float host_scale = HostMul(scale, g_scale);
   float o[kN];
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
     const uint32_t code = static_cast<uint32_t>(kFp4 ? (bits >> (4 * i)) & 0xFu
                                                      : (bits >> (8 * i)) & 0xFFu);
-    float e = DecodeElement(format, code, false);
-    // DecodeElement's +0 for E2M1 code 8, as a mask (a branch per element otherwise).
-    if constexpr (kFp4)
-      e = BitsFloat(FloatBits(e) & (plus_zero_code8 && code == 8u ? kAbsMask : 0xFFFFFFFFu));
-    const float device = DequantizeElement(e, scale, g_scale, true);
-    const float host = HostMul(e, host_scale);  // = DequantizeElement(e, scale, g_scale, false)
-    o[i] = device_math ? device : host;
+    float e = DecodeElement(kFormat, code, false);
+    if constexpr (kRecipe == ElementRecipe::kE2m1PlusZeroCode8)  // DecodeElement's +0, unbranched
+      e = BitsFloat(FloatBits(e) & (code == 8u ? kAbsMask : 0xFFFFFFFFu));
+    o[i] = kDeviceMath ? DequantizeElement(e, scale, g_scale, true) : HostMul(e, host_scale);
   }
   return PackGroup<Out>(o);
 }
@@ -107,7 +113,7 @@ constexpr int kGroupsPerTrip = 4;
 
 // One thread per 8-element output group, kGroupsPerTrip groups a trip a block-width apart
 // (the block size is chosen at launch: smaller for decode shapes).
-template <typename Out, bool kFp4>
+template <typename Out, ElementRecipe kRecipe>
 __global__ void __launch_bounds__(kThreads)
     BlockDequantizeKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
                           const float* __restrict__ global_scale, GroupOut<Out>* __restrict__ out,
@@ -126,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < kGroupsPerTrip; ++u) {
       const uint32_t g = first + u * slot_stride;
       if (g < total)
-        v[u] = DequantizeGroup<Out, kFp4>(codes, scales, global_scale, p, g, groups_per_row);
+        v[u] = DequantizeGroup<Out, kRecipe>(codes, scales, global_scale, p, g, groups_per_row);
     }
 #pragma unroll
     for (int u = 0; u < kGroupsPerTrip; ++u)
@@ -140,8 +146,11 @@ void LaunchDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* 
   p.groups_per_row_div = FastDiv32::Make(p.cols / kGroup);
   const int64_t groups = p.batch * p.rows * p.cols / kGroup;
   auto* o = static_cast<GroupOut<Out>*>(out);
-  auto kernel = p.element_format == ElementFormat::kE2m1 ? BlockDequantizeKernel<Out, true>
-                                                          : BlockDequantizeKernel<Out, false>;
+  auto kernel = BlockDequantizeKernel<Out, ElementRecipe::kE4m3>;
+  if (p.element_format == ElementFormat::kE2m1)
+    kernel = p.device_math       ? BlockDequantizeKernel<Out, ElementRecipe::kE2m1DeviceMath>
+             : p.plus_zero_code8 ? BlockDequantizeKernel<Out, ElementRecipe::kE2m1PlusZeroCode8>
+                                 : BlockDequantizeKernel<Out, ElementRecipe::kE2m1>;
   LaunchShape shape = ShapeForKernel(kernel, groups, kGroupsPerTrip);
   if (shape.threads < kThreads) {  // less than a wave of full blocks: one group per thread
     shape = ShapeForKernel(kernel, groups, 1);
