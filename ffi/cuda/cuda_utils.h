@@ -116,16 +116,20 @@ inline int GridFor(int64_t items, int threads = kThreads) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(needed, int64_t{SmCount()} * 8)));
 }
 
-// Grid and block size of a grid-stride kernel whose threads take `per_thread` items a trip.
+// Grid and block size of a grid-stride kernel whose threads take `per_thread` items a trip,
+// or one item a trip when `single` (see ShapeForKernel).
 struct LaunchShape {
   int grid, threads;
+  bool single;
 };
 
-// Large problems: blocks of kThreads, at most one full wave of what fits on the GPU at once
-// (registers decide), so grid-strided blocks never wait for a second wave. Problems too small
-// to give every multiprocessor a full block (decode shapes) get blocks of fewer threads, down
-// to one warp, so that more multiprocessors share the work. `min_threads` raises the grid for
-// work that is not per item (the padding rows of a scale buffer).
+// Large problems (at least one full wave of kThreads blocks with `per_thread` items each):
+// blocks of kThreads, at most one full wave of what fits on the GPU at once (registers
+// decide), so grid-strided blocks never wait for a second wave. Smaller problems take one
+// item per thread (`single`: more threads in flight, a shorter serial chain per thread), and
+// problems too small to give every multiprocessor a full block (decode shapes) get blocks of
+// fewer threads, down to one warp, so that more multiprocessors share the work. `min_threads`
+// raises the grid for work that is not per item (the padding rows of a scale buffer).
 template <typename Kernel>
 LaunchShape ShapeForKernel(Kernel kernel, int64_t items, int per_thread, int64_t min_threads = 0) {
   int per_sm = 0;
@@ -133,14 +137,16 @@ LaunchShape ShapeForKernel(Kernel kernel, int64_t items, int per_thread, int64_t
       per_sm < 1)
     per_sm = 1;
   const int64_t sms = SmCount();
-  const int64_t threads_needed = std::max<int64_t>(
-      (items + per_thread - 1) / per_thread, min_threads);
+  const int64_t wave_threads = sms * per_sm * kThreads;
+  const bool single = (items + per_thread - 1) / per_thread < wave_threads;
+  const int64_t threads_needed =
+      std::max<int64_t>(single ? items : (items + per_thread - 1) / per_thread, min_threads);
   int threads = kThreads;
   if (threads_needed < sms * kThreads)
     threads = static_cast<int>(std::clamp<int64_t>(threads_needed / sms / 32 * 32, 32, kThreads));
   const int64_t grid = (threads_needed + threads - 1) / threads;
-  const int64_t resident = sms * per_sm * (kThreads / threads);
-  return {static_cast<int>(std::max<int64_t>(1, std::min(grid, resident))), threads};
+  const int64_t resident = wave_threads / threads;
+  return {static_cast<int>(std::max<int64_t>(1, std::min(grid, resident))), threads, single};
 }
 
 }  // namespace jax_fp4::cuda

@@ -17,7 +17,7 @@ struct DequantizeParams {
   bool plus_zero_code8, device_math;
   SfAddressing sf_addr;
   FastDiv32 groups_per_row_div, rows_div;
-  bool one_group_per_thread = false;  // set by LaunchDequantize for problems of one small wave
+  bool one_group_per_thread = false;  // set by LaunchDequantize for problems under a full wave
 };
 
 struct Bf16Out { static constexpr bool kBf16 = true; uint16_t bits; };
@@ -121,8 +121,8 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
   const uint32_t threads = blockDim.x;
-  // Decode shapes: the grid covers every group once, so a thread's serial chain is one group
-  // long (its later trip slots land past the end).
+  // Problems under a full wave take one group a trip (a short serial chain per thread, more
+  // threads in flight): the later trip slots land past the end.
   const uint32_t cta_span = p.one_group_per_thread ? threads : threads * kGroupsPerTrip;
   const uint32_t slot_stride = p.one_group_per_thread ? total : threads;
   for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first < total;
@@ -151,11 +151,8 @@ void LaunchDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* 
     kernel = p.device_math       ? BlockDequantizeKernel<Out, ElementRecipe::kE2m1DeviceMath>
              : p.plus_zero_code8 ? BlockDequantizeKernel<Out, ElementRecipe::kE2m1PlusZeroCode8>
                                  : BlockDequantizeKernel<Out, ElementRecipe::kE2m1>;
-  LaunchShape shape = ShapeForKernel(kernel, groups, kGroupsPerTrip);
-  if (shape.threads < kThreads) {  // less than a wave of full blocks: one group per thread
-    shape = ShapeForKernel(kernel, groups, 1);
-    p.one_group_per_thread = int64_t{shape.grid} * shape.threads >= groups;
-  }
+  const LaunchShape shape = ShapeForKernel(kernel, groups, kGroupsPerTrip);
+  p.one_group_per_thread = shape.single;
   kernel<<<shape.grid, shape.threads, 0, stream>>>(codes, scales, gs, o, p);
 }
 

@@ -22,7 +22,7 @@ struct QuantizeParams {
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
   bool pdl = false;                 // programmatic dependent launch (enable_pdl)
-  bool one_block_per_thread = false;  // set by LaunchKernel for problems of one small wave
+  bool one_block_per_thread = false;  // set by LaunchKernel for problems under a full wave
   // Set by Launch: scale addressing, divisions by blocks per row and by rows, and the
   // padding rows of the scale buffer as 4-byte words (per batch entry, and in all).
   SfAddressing sf_addr;
@@ -258,8 +258,8 @@ __global__ void __launch_bounds__(kThreads, 4)
   const uint32_t in_blocks_per_row = static_cast<uint32_t>(p.cols / Q::kSfVec);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * blocks_per_row);
   const uint32_t threads = blockDim.x;
-  // Decode shapes: the grid covers every block once, so a thread's serial chain is one block
-  // long (its later trip slots land past the end).
+  // Problems under a full wave take one block a trip (a short serial chain per thread, more
+  // threads in flight): the later trip slots land past the end.
   const uint32_t cta_span = p.one_block_per_thread ? threads : threads * kTrip;
   const uint32_t slot_stride = p.one_block_per_thread ? total : threads;
   const uint32_t stride = gridDim.x * cta_span;
@@ -268,7 +268,10 @@ __global__ void __launch_bounds__(kThreads, 4)
   WaitForPreviousGrid();
   Q q_all;
   q_all.four_over_six = p.four_over_six;
-  if (Q::kUsesGlobalScale && one_scale) q_all.InitRow(global_scale[0], p.scale_mode, p.runtime_zero);
+  // The row state is derived after the first trip's loads are issued, so the global scale's
+  // load latency overlaps theirs (decode shapes are one trip: two serial loads otherwise).
+  const float one_global_scale = Q::kUsesGlobalScale && one_scale ? global_scale[0] : 0.0f;
+  bool row_state_ready = !(Q::kUsesGlobalScale && one_scale);
 
   for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first < total;
        first += stride) {
@@ -287,6 +290,10 @@ __global__ void __launch_bounds__(kThreads, 4)
 #pragma unroll
       for (int v = 0; v < Work::kLoads; ++v)
         work[u].raw[v] = load ? src[v] : make_uint4(0, 0, 0, 0);
+    }
+    if (!row_state_ready) {
+      q_all.InitRow(one_global_scale, p.scale_mode, p.runtime_zero);
+      row_state_ready = true;
     }
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
@@ -386,12 +393,9 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
   auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
   const int64_t blocks = p.batch * p.rows * (p.padded_cols / Q::kSfVec);
   const int64_t pad_threads = p.pad_words / kPadWordsPerThread;
-  LaunchShape shape =
+  const LaunchShape shape =
       ShapeForKernel(kernel, blocks, BlockWork<Q, InputTraits<kType>>::kPerTrip, pad_threads);
-  if (shape.threads < kThreads) {  // less than a wave of full blocks: one block per thread
-    shape = ShapeForKernel(kernel, blocks, 1, pad_threads);
-    p.one_block_per_thread = int64_t{shape.grid} * shape.threads >= blocks;
-  }
+  p.one_block_per_thread = shape.single;
   LaunchMaybePdl(kernel, shape.grid, shape.threads, stream, p.pdl, static_cast<const uint4*>(x),
                  gs, codes, sf, p);
 }
