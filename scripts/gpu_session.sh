@@ -4,7 +4,7 @@
 # (plus ncu's detail sections for a few), run the benchmark suite, and optionally the
 # >2^31-element test ("large") and compute-sanitizer ("sanitize"); logs packed under $OUT
 # (the device tool returns at most 8 files). Knobs: STEPS (default "build test cross ncu
-# detail bench"; also decode cmdbuf legacy shardcpu large sanitize probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
+# detail bench"; also decode cmdbuf legacy shardcpu large sanitize sansuite probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
 set -uo pipefail
 OUT=${OUT:-/tmp/jax_fp4_session}
 LOG=$OUT/logs
@@ -125,6 +125,23 @@ if has sanitize; then
     grep -oE "(Device Frame:[^ ]+|in [a-zA-Z_0-9]+\.py:[0-9]+$)" "$LOG/sanitize_$tool.log" \
         | grep -vE "pxla|profiler|pjit|traceback_util|dispatch|core\.py|lax\.py|array_methods" \
         | sort | uniq -c | sort -rn | head
+  done
+fi
+if has sansuite; then
+  # compute-sanitizer over the whole CUDA test suite, one process per tool, the three at once
+  # (no pytest-xdist: compute-sanitizer with xdist workers crashed at start-up).
+  stamp "sanitize the CUDA test suite"
+  for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
+    JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-480} compute-sanitizer --tool "$tool" \
+        --error-exitcode 99 --print-limit 200 $PY -m pytest tests -m cuda -q -p no:xdist \
+        -p no:cacheprovider > "$LOG/sansuite_$tool.log" 2>&1 &
+  done
+  wait
+  for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
+    echo "== $tool: $(grep -E 'ERROR SUMMARY' "$LOG/sansuite_$tool.log" | tail -n 1)"
+    grep -E "^[0-9]+ passed|passed|failed" "$LOG/sansuite_$tool.log" | tail -n 1
+    grep -oE "(Invalid [a-z_ ]+|Uninitialized [a-z_ ]+|Race reported [a-z_ ]+|in [A-Za-z_0-9]+Kernel[A-Za-z_0-9]*|at [a-z_0-9.]+fusion[a-z_0-9.]*)" \
+        "$LOG/sansuite_$tool.log" | sort | uniq -c | sort -rn | head -8
   done
 fi
 if has probe; then
