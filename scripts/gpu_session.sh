@@ -129,12 +129,13 @@ if has sanitize; then
 fi
 if has sansuite; then
   # compute-sanitizer over the whole CUDA test suite, one process per tool, the three at once
-  # (no pytest-xdist: compute-sanitizer with xdist workers crashed at start-up).
+  # (no pytest-xdist: compute-sanitizer with xdist workers crashed at start-up). SAN_TESTS
+  # picks the test files; JAX_FP4_DEVICE_WRITTEN_INPUTS=1 (conftest) for initcheck.
   stamp "sanitize the CUDA test suite"
   for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
     JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-480} compute-sanitizer --tool "$tool" \
-        --error-exitcode 99 --print-limit 200 $PY -m pytest tests -m cuda -q -p no:xdist \
-        -p no:cacheprovider > "$LOG/sansuite_$tool.log" 2>&1 &
+        --error-exitcode 99 --print-limit 200 $PY -m pytest ${SAN_TESTS:-tests} -m cuda -q \
+        -p no:xdist -p no:cacheprovider > "$LOG/sansuite_$tool.log" 2>&1 &
   done
   wait
   for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do

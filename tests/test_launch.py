@@ -2,9 +2,10 @@
 
 * CUDA graphs: with XLA's command buffers on for custom calls (the CUDA handlers are marked
   command-buffer compatible), a jitted step of jax_fp4 ops gives the same bytes on every call
-  as running the ops one by one. Whether XLA put the calls in a graph is printed, not
-  asserted: jax 0.11 converts thunks to command buffers after HLO, so the optimized HLO no
-  longer shows it (the worker's CAPTURED count is 0 there).
+  as running the ops one by one. jax 0.11 converts thunks to command buffers after HLO, so
+  the optimized HLO no longer shows it (the worker's CAPTURED count is 0 there);
+  ``test_custom_calls_are_captured_in_a_command_buffer`` reads XLA's own log of the
+  conversion instead.
 * ``enable_pdl``: programmatic dependent launch on the GPU (ignored on CPU) gives the same
   bytes, alone and in a jitted chain of quantizers.
 """
@@ -38,6 +39,37 @@ def test_command_buffers_on_give_the_same_bytes():
                  if line.startswith(("CAPTURED", "SAME")))
     print("custom calls inside HLO command-buffer computations:", lines["CAPTURED"])
     assert lines["SAME"] == "True", run.stdout
+
+
+CAPTURE_WORKER = """
+import jax, jax.numpy as jnp, numpy as np, jax_fp4
+x = jax.random.normal(jax.random.key(0), (16, 4096), jnp.bfloat16)
+g = jnp.full((1,), 300.0, jnp.float32)
+f = jax.jit(lambda x, g: [jax_fp4.fp4_quantize(x, g * (1 + i / 64)) for i in range(8)])
+for _ in range(3):
+    jax.block_until_ready(f(x, g))
+"""
+
+
+@pytest.mark.cuda
+def test_custom_calls_are_captured_in_a_command_buffer():
+    """XLA's command-buffer conversion logs the thunks it records into one command buffer
+    (a CUDA graph); with CUSTOM_CALL enabled, that list holds our quantize calls."""
+    require_platform("cuda")
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        " --xla_gpu_enable_command_buffer=FUSION,CUSTOM_CALL"
+                        " --xla_gpu_graph_min_graph_size=1").strip()
+    env.update(TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="command_buffer_conversion_pass=2")
+    run = subprocess.run([sys.executable, "-c", CAPTURE_WORKER], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    recorded = [line.split("following thunks:", 1)[1] for line in run.stderr.splitlines()
+                if "Creating command buffer thunk" in line and "following thunks:" in line]
+    if not any("command_buffer_conversion_pass" in line for line in run.stderr.splitlines()):
+        pytest.skip("this XLA does not log a thunk-level command-buffer conversion")
+    ours = max((thunks.count("jax_fp4_fp4_quantize") for thunks in recorded), default=0)
+    assert ours == 8, f"quantize calls in one command buffer: {ours}; logged: {recorded}"
 
 
 PDL_OPS = {
