@@ -1,8 +1,9 @@
 // Checks the E4M3 encoder of ffi/common/formats.h (a float add does the rounding) against
 // the plain integer encoder it replaced, kept here as the reference, on every float32 bit
-// pattern (or every `stride`-th one), split over the machine's threads. Prints the first
-// mismatches and the count; exit status 0 when there are none. Run by
-// tests/test_e4m3_exhaustive.py.
+// pattern (or every `stride`-th one), split over the machine's threads; and that the host
+// MXFP8 element encoder, which leaves out the clamp to +-448 (the encoder saturates), equals
+// encode(clamp(y)) on every y. Prints the first mismatches and the count; exit status 0
+// when there are none. Run by tests/test_e4m3_exhaustive.py.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/block_scale.h"
 #include "common/formats.h"
 
 namespace {
@@ -65,11 +67,15 @@ int main(int argc, char** argv) {
           // The two-byte form pairs each pattern with its neighbour in the chunk.
           const int j = (i ^ 1) < n ? (i ^ 1) : i;
           const uint32_t pair = jax_fp4::EncodeE4M3x2(in[i], in[j]);
-          if (got[i] != want || pair != (want | (got[j] << 8))) {
+          // MXFP8 elements: EncodeOne(y, 1) sees Mul(y, 1) = Ftz(y).
+          const float y = jax_fp4::Ftz(in[i]);
+          const uint32_t mxfp8 = jax_fp4::BlockQuantizer<jax_fp4::Recipe::kMxfp8, false>::EncodeOne(in[i], 1.0f);
+          if (got[i] != want || pair != (want | (got[j] << 8)) ||
+              mxfp8 != jax_fp4::EncodeE4M3(jax_fp4::ClampPm448(y))) {
             if (local++ < 10) {
               std::lock_guard<std::mutex> lock(print);
-              std::printf("0x%08x: want 0x%02x got 0x%02x (pair 0x%04x)\n", bits, want, got[i],
-                          pair);
+              std::printf("0x%08x: want 0x%02x got 0x%02x (pair 0x%04x, mxfp8 0x%02x)\n", bits,
+                          want, got[i], pair, mxfp8);
             }
           }
         }
