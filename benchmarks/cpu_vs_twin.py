@@ -1,15 +1,21 @@
 """CPU handlers against the pure-JAX twin on the CPU (issue 5's "3x faster than the twin").
 
-Times one jitted quantize of a [M, K] bfloat16 matrix with the CPU handler (backend="auto")
-and with the twin (backend="xla"), median of --reps calls after a warm-up, and prints both
-and their ratio.
+Times one jitted call of each quantizer (on a [M, K] bfloat16 matrix) and dequantizer (on
+that matrix's codes and scales) with the CPU handler (backend="auto") and with the twin
+(backend="xla"), median of --reps calls after a warm-up, and prints both and their ratio.
 
-    python3 benchmarks/cpu_vs_twin.py [--m 4096 --k 4096 --reps 5]
+For scale, each line also gives a host copy of the same bytes: the op's input and output
+bytes together, moved by a `numpy.copyto` of half that size on every core (each thread
+copies its own slice, numpy releases the GIL), so reads + writes equal the op's. "copy /
+handler" near 1 means the handler runs at memory-copy speed.
+
+    python3 benchmarks/cpu_vs_twin.py [--m 4096 --k 4096 --reps 5 --only mxfp8]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import statistics
 import time
@@ -20,11 +26,74 @@ import numpy as np
 
 import jax_fp4 as F
 
-OPS = {
-    "nvfp4 (fp4_quantize)": lambda a, b: F.fp4_quantize(a, 300.0, backend=b),
-    "mxfp4 (mxfp4_quantize)": lambda a, b: F.mxfp4_quantize(a, backend=b),
-    "mxfp8 (mxfp8_quantize)": lambda a, b: F.mxfp8_quantize(a, True, backend=b),
-}
+GLOBAL_SCALE = 300.0
+
+
+def _quantizers():
+    return {
+        "nvfp4 (fp4_quantize)": lambda a, b: F.fp4_quantize(a, GLOBAL_SCALE, backend=b),
+        "mxfp4 (mxfp4_quantize)": lambda a, b: F.mxfp4_quantize(a, backend=b),
+        "mxfp8 (mxfp8_quantize)": lambda a, b: F.mxfp8_quantize(a, True, backend=b),
+    }
+
+
+def _dequantizers(x: jax.Array):
+    """Dequantizers with their inputs, made from `x` by the quantizers' CPU handlers.
+
+    Args:
+        x: the [M, K] bfloat16 matrix.
+
+    Returns:
+        {name: (fn(backend, *inputs) -> output, inputs)}.
+    """
+    nv_q, nv_sf = F.fp4_quantize(x, GLOBAL_SCALE)
+    mx4_q, mx4_sf = F.mxfp4_quantize(x)
+    mx4l_q, mx4l_sf = F.mxfp4_quantize(x, sfLayout=F.SfLayout.layout_linear)
+    mx4l_sf = mx4l_sf.reshape(x.shape[0], x.shape[1] // 32)
+    mx8_q, mx8_sf = F.mxfp8_quantize(x, True)
+    mx8_q = jax.lax.bitcast_convert_type(mx8_q, jnp.uint8)
+    return {
+        "nvfp4 e2m1_and_ufp8sf..": (
+            lambda b, q, s: F.e2m1_and_ufp8sf_scale_to_float(q, s, 1.0 / GLOBAL_SCALE, backend=b),
+            (nv_q, nv_sf)),
+        "mxfp4 (mxfp4_dequantize)": (
+            lambda b, q, s: F.mxfp4_dequantize(q, s, backend=b), (mx4_q, mx4_sf)),
+        "mxfp4 dequantize_host": (
+            lambda b, q, s: F.mxfp4_dequantize_host(q, s, backend=b), (mx4l_q, mx4l_sf)),
+        "mxfp8 dequantize_host": (
+            lambda b, q, s: F.mxfp8_dequantize_host(q, s, backend=b), (mx8_q, mx8_sf)),
+    }
+
+
+def _median_ms(f, reps: int) -> float:
+    f()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def _copy_ms(nbytes: int, reps: int, pool: concurrent.futures.ThreadPoolExecutor) -> float:
+    """Median time of a parallel host copy that reads and writes `nbytes` in all."""
+    n = max(1, nbytes // 2)
+    src = np.ones(n, np.uint8)
+    dst = np.empty_like(src)
+    workers = pool._max_workers  # noqa: SLF001 - the pool is ours
+    bounds = np.linspace(0, n, workers + 1).astype(np.int64)
+
+    def copy():
+        futures = [pool.submit(np.copyto, dst[lo:hi], src[lo:hi])
+                   for lo, hi in zip(bounds[:-1], bounds[1:])]
+        for fut in futures:
+            fut.result()
+
+    return _median_ms(copy, reps)
+
+
+def _nbytes(tree) -> int:
+    return sum(int(a.size) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(tree))
 
 
 def main() -> int:
@@ -32,24 +101,28 @@ def main() -> int:
     p.add_argument("--m", type=int, default=4096)
     p.add_argument("--k", type=int, default=4096)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--only", default="", help="run the ops whose name contains this")
     args = p.parse_args()
     cpu = jax.devices("cpu")[0]
     x = jax.device_put(jnp.asarray(
         np.random.default_rng(0).standard_normal((args.m, args.k)), jnp.bfloat16), cpu)
     print(f"CPU: {os.cpu_count()} cores; jax {jax.__version__}; [{args.m}, {args.k}] bfloat16")
-    for name, op in OPS.items():
+    cases = {name: (lambda b, a, op=op: op(a, b), (x,)) for name, op in _quantizers().items()}
+    cases.update(_dequantizers(x))
+    pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
+    for name, (op, inputs) in cases.items():
+        if args.only not in name:
+            continue
         ms = {}
         for backend in ("auto", "xla"):
-            f = jax.jit(lambda a, b=backend, op=op: op(a, b))
-            jax.block_until_ready(f(x))
-            times = []
-            for _ in range(args.reps):
-                t0 = time.perf_counter()
-                jax.block_until_ready(f(x))
-                times.append(time.perf_counter() - t0)
-            ms[backend] = statistics.median(times) * 1e3
-        print(f"{name:24s} handler {ms['auto']:7.1f} ms   twin {ms['xla']:7.1f} ms   "
-              f"twin / handler {ms['xla'] / ms['auto']:.2f}x")
+            f = jax.jit(lambda *a, b=backend, op=op: op(b, *a))
+            out = jax.block_until_ready(f(*inputs))
+            ms[backend] = _median_ms(lambda f=f: jax.block_until_ready(f(*inputs)), args.reps)
+        copy = _copy_ms(_nbytes(inputs) + _nbytes(out), args.reps, pool)
+        print(f"{name:25s} handler {ms['auto']:7.1f} ms   twin {ms['xla']:7.1f} ms   "
+              f"twin / handler {ms['xla'] / ms['auto']:5.2f}x   "
+              f"copy {copy:5.1f} ms, copy / handler {copy / ms['auto']:.2f}")
+    pool.shutdown()
     return 0
 
 

@@ -263,7 +263,14 @@ JAX_FP4_HD float DecodeE2M1(uint32_t code) {
 // ---- E4M3 "fn" (SPEC 2.2) ----
 
 // Round-to-nearest-even with saturation to +-448 (what cvt.rn.satfinite.e4m3x2.f32 does;
-// sm_89+ uses the instruction itself).
+// sm_89+ uses the instruction itself); NaN -> 0x7F whatever its sign.
+// Branch-free, so the CPU handlers vectorize it: after saturating |x| to 448 (integer min on
+// the bits, inf included), one float add rounds it to its E4M3 step. With E = max(exponent
+// field of |x|, 121) (121: 2^-6, the subnormals' step 2^-9 continues below it), the magic
+// 2^(E - 127 + 20) has an ulp of 2^(E - 127 - 3), the E4M3 step of that binade, so the sum's
+// low bits hold k = |x| / step rounded to nearest even (8..16 for normals, a carry to 16
+// being the next binade's first code; 0..8 below 2^-6), and code = k + 8 * (E - 121).
+// Equal to the branchy encoder it replaced on all 2^32 inputs (tests/cpp/e4m3_exhaustive.cc).
 JAX_FP4_HD uint32_t EncodeE4M3(float x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
   uint16_t r;
@@ -271,26 +278,14 @@ JAX_FP4_HD uint32_t EncodeE4M3(float x) {
   return r & 0xFFu;
 #endif
   const uint32_t u = FloatBits(x);
-  const uint32_t sign = (u >> 24) & 0x80u;
   const uint32_t mag = u & kAbsMask;
-  if (mag > kInfBits) return 0x7Fu;
-  if (mag >= 0x43E00000u) return sign | 0x7Eu;  // >= 448, inf included
-  const uint32_t exp = mag >> 23;
-  if (exp >= 121) {
-    // Normal E4M3 (>= 2^-6): round the 23-bit mantissa to 3 bits; a carry bumps the exponent.
-    const uint32_t rounded = (mag + 0x7FFFFu + ((mag >> 20) & 1u)) >> 20;
-    return sign | (rounded - (120u << 3));
-  }
-  if (exp == 0) return sign;  // zero or float32 subnormal: far below 2^-10
-  // Subnormal E4M3: multiples of 2^-9, i.e. the 24-bit significand shifted right.
-  const uint32_t significand = (mag & 0x7FFFFFu) | 0x800000u;
-  const uint32_t shift = 141u - exp;  // 21 at 2^-7 ... up to 140
-  if (shift >= 26) return sign;
-  uint32_t q = significand >> shift;
-  const uint32_t rem = significand & ((1u << shift) - 1u);
-  const uint32_t half = 1u << (shift - 1u);
-  if (rem > half || (rem == half && (q & 1u))) q += 1;
-  return sign | q;
+  const uint32_t sat = mag < 0x43E00000u ? mag : 0x43E00000u;  // 448
+  const uint32_t exp_field = sat & kInfBits;
+  const uint32_t magic = (exp_field > (121u << 23) ? exp_field : (121u << 23)) + (20u << 23);
+  // sum = magic + k: bits 20..30 are magic's exponent field times 8, the rest is k.
+  const uint32_t sum = FloatBits(BitsFloat(sat) + BitsFloat(magic));
+  const uint32_t code = (sum & 0xFFFFFu) + (sum >> 20) - 8u * (121u + 20u);
+  return mag > kInfBits ? 0x7Fu : ((u >> 24) & 0x80u) | code;
 }
 
 // Two E4M3 bytes, the lower-index element in the low byte. sm_89+ converts in hardware

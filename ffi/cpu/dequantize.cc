@@ -3,35 +3,76 @@
 #include "common/block_scale.h"
 #include "common/ffi_utils.h"
 #include "common/sf_layout.h"
+#include "cpu/isa.h"
 #include "handlers.h"
 
 namespace jax_fp4::cpu {
 namespace {
 
-template <typename Store>
+// Element values by code (16 E2M1 or 256 E4M3 codes), decoded once per call.
+struct ElementTable {
+  float value[256];
+  ElementTable(ElementFormat elem, bool plus_zero_code8) {
+    const int codes = elem == ElementFormat::kE2m1 ? 16 : 256;
+    for (int c = 0; c < codes; ++c) value[c] = DecodeElement(elem, c, plus_zero_code8);
+  }
+};
+
+// `Out` is the output element (float, or uint16_t bits of bf16 / fp16), `convert` maps the
+// float32 result to it. Each block decodes its scale once; E2M1 blocks then fill a 16-entry
+// table of finished outputs (same function, same bits) and look both nibbles of every code
+// byte up in it; E4M3 blocks run a loop the compiler vectorizes.
+template <bool kDeviceMath, typename Out, typename Convert>
 void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const Dims3& d,
                     int64_t sf_vec_size, int64_t layout, ElementFormat elem, ScaleFormat sfmt,
-                    bool plus_zero_code8, bool device_math, Store store) {
+                    bool plus_zero_code8, Out* out, Convert convert) {
   const int64_t cols = d.last / sf_vec_size;
   const int64_t sf_size = SfBufferSize(layout, d.rows, cols);
   const int64_t code_row = elem == ElementFormat::kE2m1 ? d.last / 2 : d.last;
-  ParallelFor(d.batch * d.rows, std::max<int64_t>(1, (1 << 16) / d.last),
-              [&](int64_t begin, int64_t end) {
+  const SfAddressing addr = SfAddressing::Make(layout, cols);
+  const ElementTable element(elem, plus_zero_code8);
+  const auto rows = [&](int64_t begin, int64_t end) {
+    Out table[16];
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / d.rows, r = row % d.rows;
-      for (int64_t j = 0; j < cols; ++j) {
-        const float scale = DecodeScale(sfmt, sf[b * sf_size + SfOffset(layout, r, j, cols)]);
-        for (int64_t i = j * sf_vec_size; i < (j + 1) * sf_vec_size; ++i) {
-          const uint32_t code = elem == ElementFormat::kE2m1
-                                    ? (c[row * code_row + i / 2] >> (4 * (i & 1))) & 0xFu
-                                    : c[row * code_row + i];
-          store(row * d.last + i,
-                DequantizeElement(DecodeElement(elem, code, plus_zero_code8), scale, gs[b],
-                                  device_math));
+      const float g = gs[b];
+      const uint8_t* scale_row = sf + b * sf_size + addr.RowPart(r);
+      const uint8_t* code_ptr = c + row * code_row;
+      Out* out_ptr = out + row * d.last;
+      for (int64_t j = 0; j < cols; ++j, out_ptr += sf_vec_size) {
+        const float scale = DecodeScale(sfmt, scale_row[addr.ColPart(j)]);
+        if (elem == ElementFormat::kE2m1) {
+          for (int k = 0; k < 16; ++k)
+            table[k] = convert(DequantizeElement(element.value[k], scale, g, kDeviceMath));
+          for (int64_t i = 0; i < sf_vec_size / 2; ++i) {
+            const uint32_t byte = code_ptr[i];
+            out_ptr[2 * i] = table[byte & 0xFu];
+            out_ptr[2 * i + 1] = table[byte >> 4];
+          }
+          code_ptr += sf_vec_size / 2;
+        } else {
+          for (int64_t i = 0; i < sf_vec_size; ++i)
+            out_ptr[i] = convert(DequantizeElement(DecodeE4M3(code_ptr[i]), scale, g,
+                                                   kDeviceMath));
+          code_ptr += sf_vec_size;
         }
       }
     }
-  });
+  };
+  ParallelFor(d.batch * d.rows, std::max<int64_t>(1, (1 << 16) / d.last),
+              [&](int64_t begin, int64_t end) { RunBestIsa(rows, begin, end); });
+}
+
+template <typename Out, typename Convert>
+void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const Dims3& d,
+                    int64_t sf_vec_size, int64_t layout, ElementFormat elem, ScaleFormat sfmt,
+                    bool plus_zero_code8, bool device_math, Out* out, Convert convert) {
+  if (device_math)
+    DequantizeRows<true>(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, out,
+                         convert);
+  else
+    DequantizeRows<false>(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, out,
+                          convert);
 }
 
 // codes: u8 [B..., M, K/2] (E2M1, packed) or [B..., M, K] (E4M3); scales: u8 [B..., N] with
@@ -63,15 +104,15 @@ ffi::Error BlockDequantizeCpuImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::U
   switch (out->element_type()) {
     case ffi::F32:
       DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
-                     [o](int64_t i, float v) { static_cast<float*>(o)[i] = v; });
+                     static_cast<float*>(o), [](float v) { return v; });
       break;
     case ffi::BF16:
       DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
-                     [o](int64_t i, float v) { static_cast<uint16_t*>(o)[i] = FloatToBf16(v); });
+                     static_cast<uint16_t*>(o), [](float v) { return FloatToBf16(v); });
       break;
     case ffi::F16:
       DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
-                     [o](int64_t i, float v) { static_cast<uint16_t*>(o)[i] = FloatToHalf(v); });
+                     static_cast<uint16_t*>(o), [](float v) { return FloatToHalf(v); });
       break;
     default:
       return InvalidArgument(kOp, "output must be float32, bfloat16 or float16");

@@ -5,24 +5,38 @@
 #include "common/block_scale.h"
 #include "common/ffi_utils.h"
 #include "common/sf_layout.h"
+#include "cpu/isa.h"
 #include "handlers.h"
 
 namespace jax_fp4::cpu {
 namespace {
 
 // AbsMax over a block (SPEC 4.1: NaN ignored unless every element is NaN) on the float bits,
-// branch-free so the compiler vectorizes it: |x| bits order like the values, NaN bits are
-// above the infinity's.
+// branch-free so the compiler vectorizes it: |x| bits order like the values (as signed
+// integers too, being below 2^31), NaN bits are above the infinity's and count as -1.
 template <int kN>
 float BlockAbsMax(const float (&v)[kN]) {
-  uint32_t max_bits = 0, seen = 0;
+  int32_t max_bits = -1;
   for (int i = 0; i < kN; ++i) {
-    const uint32_t a = FloatBits(v[i]) & kAbsMask;
-    const uint32_t number = a <= kInfBits ? a : 0u;
+    const int32_t a = static_cast<int32_t>(FloatBits(v[i]) & kAbsMask);
+    const int32_t number = a <= static_cast<int32_t>(kInfBits) ? a : -1;
     max_bits = number > max_bits ? number : max_bits;
-    seen |= a <= kInfBits ? 1u : 0u;
   }
-  return seen ? BitsFloat(max_bits) : BitsFloat(kNoMaxBits);
+  return BitsFloat(max_bits >= 0 ? static_cast<uint32_t>(max_bits) : kNoMaxBits);
+}
+
+// One block's element codes. Separate loops over restrict pointers so that the compiler
+// vectorizes the (branch-free) shared encoders.
+template <typename Q>
+void EncodeBlockFp4(const float* __restrict v, float out_scale, uint8_t* __restrict out) {
+  uint8_t c[Q::kSfVec];
+  for (int i = 0; i < Q::kSfVec; ++i) c[i] = static_cast<uint8_t>(Q::EncodeOneFp4(v[i], out_scale));
+  for (int i = 0; i < Q::kSfVec / 2; ++i) out[i] = static_cast<uint8_t>(c[2 * i] | (c[2 * i + 1] << 4));
+}
+
+template <typename Q>
+void EncodeBlockFp8(const float* __restrict v, float out_scale, uint8_t* __restrict out) {
+  for (int i = 0; i < Q::kSfVec; ++i) out[i] = static_cast<uint8_t>(Q::EncodeOne(v[i], out_scale));
 }
 
 template <InputType kType>
@@ -32,6 +46,16 @@ float LoadInput(const void* base, int64_t i) {
   if constexpr (kType == InputType::kE4m3) return DecodeE4M3(static_cast<const uint8_t*>(base)[i]);
   if constexpr (kType == InputType::kF32) return static_cast<const float*>(base)[i];
 }
+
+// Software prefetch of the input a few blocks ahead: the row loop is short per block and
+// otherwise waits for its loads (measured on a 2-core Xeon VM). Past a row's end it touches
+// the next row, or nothing (prefetches do not fault).
+template <InputType kType>
+void PrefetchInput(const void* base, int64_t i) {
+  const size_t size = kType == InputType::kE4m3 ? 1 : kType == InputType::kF32 ? 4 : 2;
+  __builtin_prefetch(static_cast<const char*>(base) + static_cast<size_t>(i) * size);
+}
+constexpr int kPrefetchBlocks = 16;
 
 // Shapes of one quantizer call: `batch` independent [rows, cols] inputs, each quantized into
 // rows of `padded_cols` (>= cols, the MXFP8 alignment) and one scale buffer of `sf_size` bytes.
@@ -54,8 +78,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
   const SfAddressing addr = SfAddressing::Make(s.layout, blocks);
   // Zero first: padding rows/columns of swizzled buffers must read 0 (SPEC 3.4).
   std::memset(scales, 0, static_cast<size_t>(s.batch * s.sf_size));
-  ParallelFor(s.batch * s.rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
-              [&](int64_t begin, int64_t end) {
+  const auto rows = [&](int64_t begin, int64_t end) {
     float v[kSfVec];
     float out_scale_memo[256];  // NVFP4: output scale by scale byte, for the current row
     for (int64_t row = begin; row < end; ++row) {
@@ -83,6 +106,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
       }
       for (int64_t j = 0; j < blocks; ++j) {
         if ((j + 1) * kSfVec <= s.cols) {  // a whole block of input: no per-element test
+          PrefetchInput<kType>(x, in_row + (j + kPrefetchBlocks) * kSfVec);
           for (int i = 0; i < kSfVec; ++i)
             v[i] = q.Prepare(LoadInput<kType>(x, in_row + j * kSfVec + i));
         } else {  // MXFP8 alignment padding: zeros past the input
@@ -122,18 +146,15 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
         }
         scales[b * s.sf_size + addr.Offset(r, j)] = static_cast<uint8_t>(bs.code);
         if constexpr (Q::kFp4Out) {
-          for (int i = 0; i < kSfVec; i += 8) {
-            const uint32_t word = Q::Encode8(v + i, bs.out_scale);
-            for (int k = 0; k < 4; ++k)
-              out[(j * kSfVec + i) / 2 + k] = static_cast<uint8_t>(word >> (8 * k));
-          }
+          EncodeBlockFp4<Q>(v, bs.out_scale, out + j * kSfVec / 2);
         } else {
-          for (int i = 0; i < kSfVec; ++i)
-            out[j * kSfVec + i] = static_cast<uint8_t>(Q::EncodeOne(v[i], bs.out_scale));
+          EncodeBlockFp8<Q>(v, bs.out_scale, out + j * kSfVec);
         }
       }
     }
-  });
+  };
+  ParallelFor(s.batch * s.rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
+              [&](int64_t begin, int64_t end) { RunBestIsa(rows, begin, end); });
 }
 
 template <Recipe kRecipe, bool kInputFp8>

@@ -1,0 +1,56 @@
+// Runs a CPU kernel body compiled for the baseline x86-64 ISA or, where the CPU has it, for
+// AVX2: the handlers' inner loops vectorize twice as wide with it (and with real blends and
+// unsigned min/max), and the library itself still runs on any x86-64. Other targets run
+// the body as it is. Both versions compute the same bits: the same IEEE float32 operations,
+// no FMA (-ffp-contract=off; "avx2" does not enable FMA either).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+
+namespace jax_fp4::cpu {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define JAX_FP4_CPU_AVX2 1
+#else
+#define JAX_FP4_CPU_AVX2 0
+#endif
+
+// Whether bodies run their AVX2 version: the CPU has AVX2 and JAX_FP4_CPU_BASELINE is unset
+// or "0" (set it to test the baseline version on an AVX2 machine). Read once.
+inline bool UseAvx2() {
+#if JAX_FP4_CPU_AVX2
+  static const bool use = [] {
+    const char* env = std::getenv("JAX_FP4_CPU_BASELINE");
+    return __builtin_cpu_supports("avx2") && (env == nullptr || env[0] == '\0' || env[0] == '0');
+  }();
+  return use;
+#else
+  return false;
+#endif
+}
+
+// `flatten` inlines everything the body calls, so all of it is compiled for the target.
+template <typename Body>
+__attribute__((flatten)) void RunBaseline(const Body& body, int64_t begin, int64_t end) {
+  body(begin, end);
+}
+
+#if JAX_FP4_CPU_AVX2
+template <typename Body>
+__attribute__((target("avx2"), flatten)) void RunAvx2(const Body& body, int64_t begin,
+                                                       int64_t end) {
+  body(begin, end);
+}
+#endif
+
+// body(begin, end) with the best version for this CPU.
+template <typename Body>
+void RunBestIsa(const Body& body, int64_t begin, int64_t end) {
+#if JAX_FP4_CPU_AVX2
+  if (UseAvx2()) return RunAvx2(body, begin, end);
+#endif
+  RunBaseline(body, begin, end);
+}
+
+}  // namespace jax_fp4::cpu

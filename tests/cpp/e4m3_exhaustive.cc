@@ -1,0 +1,90 @@
+// Checks the E4M3 encoder of ffi/common/formats.h (a float add does the rounding) against
+// the plain integer encoder it replaced, kept here as the reference, on every float32 bit
+// pattern (or every `stride`-th one), split over the machine's threads; and that the host
+// MXFP8 element encoder, which leaves out the clamp to +-448 (the encoder saturates), equals
+// encode(clamp(y)) on every y. Prints the first mismatches and the count; exit status 0
+// when there are none. Run by tests/test_e4m3_exhaustive.py.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/block_scale.h"
+#include "common/formats.h"
+
+namespace {
+
+// SPEC 2.2 written out: round to nearest even on the E4M3 grid, saturate to +-448, NaN -> 0x7F.
+uint32_t ReferenceE4M3(uint32_t u) {
+  const uint32_t sign = (u >> 24) & 0x80u;
+  const uint32_t mag = u & 0x7FFFFFFFu;
+  if (mag > 0x7F800000u) return 0x7Fu;
+  if (mag >= 0x43E00000u) return sign | 0x7Eu;  // >= 448, inf included
+  const uint32_t exp = mag >> 23;
+  if (exp >= 121) {  // normal E4M3: round the 23-bit mantissa to 3 bits
+    const uint32_t rounded = (mag + 0x7FFFFu + ((mag >> 20) & 1u)) >> 20;
+    return sign | (rounded - (120u << 3));
+  }
+  if (exp == 0) return sign;  // zero or float32 subnormal
+  // Subnormal E4M3: multiples of 2^-9.
+  const uint32_t significand = (mag & 0x7FFFFFu) | 0x800000u;
+  const uint32_t shift = 141u - exp;
+  if (shift >= 26) return sign;
+  uint32_t q = significand >> shift;
+  const uint32_t rem = significand & ((1u << shift) - 1u);
+  const uint32_t half = 1u << (shift - 1u);
+  if (rem > half || (rem == half && (q & 1u))) q += 1;
+  return sign | q;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const uint64_t stride = argc > 1 ? std::max<uint64_t>(1, std::strtoull(argv[1], nullptr, 10)) : 1;
+  const uint64_t total = ((uint64_t{1} << 32) + stride - 1) / stride;  // patterns to check
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  std::atomic<uint64_t> mismatches{0};
+  std::mutex print;
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      constexpr int kChunk = 4096;
+      float in[kChunk];
+      uint32_t got[kChunk];
+      uint64_t local = 0;
+      const uint64_t begin = total * t / threads, end = total * (t + 1) / threads;
+      for (uint64_t base = begin; base < end; base += kChunk) {
+        const int n = static_cast<int>(std::min<uint64_t>(kChunk, end - base));
+        for (int i = 0; i < n; ++i) in[i] = jax_fp4::BitsFloat(static_cast<uint32_t>((base + i) * stride));
+        for (int i = 0; i < n; ++i) got[i] = jax_fp4::EncodeE4M3(in[i]);
+        for (int i = 0; i < n; ++i) {
+          const uint32_t bits = static_cast<uint32_t>((base + i) * stride);
+          const uint32_t want = ReferenceE4M3(bits);
+          // The two-byte form pairs each pattern with its neighbour in the chunk.
+          const int j = (i ^ 1) < n ? (i ^ 1) : i;
+          const uint32_t pair = jax_fp4::EncodeE4M3x2(in[i], in[j]);
+          // MXFP8 elements: EncodeOne(y, 1) sees Mul(y, 1) = Ftz(y).
+          const float y = jax_fp4::Ftz(in[i]);
+          const uint32_t mxfp8 = jax_fp4::BlockQuantizer<jax_fp4::Recipe::kMxfp8, false>::EncodeOne(in[i], 1.0f);
+          if (got[i] != want || pair != (want | (got[j] << 8)) ||
+              mxfp8 != jax_fp4::EncodeE4M3(jax_fp4::ClampPm448(y))) {
+            if (local++ < 10) {
+              std::lock_guard<std::mutex> lock(print);
+              std::printf("0x%08x: want 0x%02x got 0x%02x (pair 0x%04x, mxfp8 0x%02x)\n", bits,
+                          want, got[i], pair, mxfp8);
+            }
+          }
+        }
+      }
+      mismatches += local;
+    });
+  }
+  for (auto& th : pool) th.join();
+  std::printf("checked %llu, mismatches %llu\n", static_cast<unsigned long long>(total),
+              static_cast<unsigned long long>(mismatches.load()));
+  return mismatches == 0 ? 0 : 1;
+}
