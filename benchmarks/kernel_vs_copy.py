@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ncu_parse  # noqa: E402  (stdlib only)
+import ncu_parse  # stdlib only
 
 REPS = 5
 DECODE_OPS = ("nvfp4_128x4", "mxfp8_128x4", "mxfp4_128x4", "nvfp4_dequant", "mxfp8_dequant")
@@ -48,10 +48,9 @@ def fusion_names(compiled_text: str) -> list[str]:
 
 
 def run(manifest: Path, targets: list[str]) -> int:
+    import bench
     import jax
     import jax.numpy as jnp
-
-    import bench
 
     plan = []
     for t in targets:
@@ -64,7 +63,7 @@ def run(manifest: Path, targets: list[str]) -> int:
         # (a cudaMemcpy is not one). 32-bit words: XLA's byte kernels are not vectorized
         # (1.7 TB/s at 400 MB on an H100, and 0.85 TB/s at odd sizes).
         words = max(1, nbytes // 8)
-        buf = jax.jit(lambda s: jax.random.bits(jax.random.key(s), (words,), jnp.uint32))(7)
+        buf = jax.random.bits(jax.random.key(7), (words,), jnp.uint32)
         copy = jax.jit(lambda b: ~b)
         copy_kernels = fusion_names(copy.lower(buf).compile().as_text())
         jax.block_until_ready((op(*inputs), copy(buf)))  # compile + warm
@@ -92,7 +91,11 @@ def parse(csv_path: Path, manifest: Path) -> int:
     # Walk in launch order: the op's kernels, then a run of the copy's, per target.
     groups, i = [], 0
     for t in meta["targets"]:
-        is_copy = lambda d: ncu_parse.short_name(d["name"]) in t["copy_kernels"]  # noqa: E731
+        copy_names = set(t["copy_kernels"])
+
+        def is_copy(d, names=copy_names):
+            return ncu_parse.short_name(d["name"]) in names
+
         ours, copies = [], []
         while i < len(launches) and not is_copy(launches[i]):
             ours.append(launches[i]); i += 1

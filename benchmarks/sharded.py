@@ -79,7 +79,7 @@ def main() -> int:
         same = all(np.array_equal(np.asarray(g), np.asarray(w)) for g, w in
                    zip(jax.tree.leaves(fn(*sharded)[0]), jax.tree.leaves(fn(*one)[0])))
         print(f"{name:30s} {t1:10.1f} {tn:10.1f} {t1 / tn:9.2f} {tn:14.1f} "
-              f"{','.join(found):>12s} {str(same):>12s}")
+              f"{','.join(found):>12s} {same!s:>12s}")
     return 0
 
 

@@ -128,6 +128,26 @@ def on(platform: str, *arrays):
 
 
 # ---------------------------------------------------------------------------
+# Sharding (tests/test_sharding*.py)
+# ---------------------------------------------------------------------------
+
+# ``JAX_FP4_SHARD_PLATFORM=cuda`` runs the sharding tests on a mesh of the machine's GPUs.
+SHARD_PLATFORM = os.environ.get("JAX_FP4_SHARD_PLATFORM", "cpu")
+COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce")
+
+
+def shard_devices() -> list:
+    """A power-of-two number (>= 2) of ``SHARD_PLATFORM`` devices; skips the test without."""
+    try:
+        devices = jax.devices(SHARD_PLATFORM)
+    except RuntimeError:
+        devices = []
+    if len(devices) < 2:
+        pytest.skip(f"needs several {SHARD_PLATFORM} devices (CPU: jax_num_cpu_devices)")
+    return devices[:1 << (len(devices).bit_length() - 1)]
+
+
+# ---------------------------------------------------------------------------
 # Running ops
 # ---------------------------------------------------------------------------
 

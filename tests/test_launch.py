@@ -18,7 +18,14 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import BF16, PLATFORMS, assert_bytes_equal, on, random_input, require_platform
+from conftest import (
+    BF16,
+    PLATFORMS,
+    assert_bytes_equal,
+    on,
+    random_input,
+    require_platform,
+)
 
 import jax_fp4 as F
 

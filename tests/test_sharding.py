@@ -9,32 +9,20 @@ two-GPU run recorded under benchmarks/results/).
 from __future__ import annotations
 
 import concurrent.futures
-import os
 
 import jax
 import numpy as np
 import pytest
-from conftest import BF16, assert_bytes_equal, random_input
+from conftest import BF16, COLLECTIVES, assert_bytes_equal, random_input, shard_devices
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jax_fp4 as F
 
-COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce")
-
-
-SHARD_PLATFORM = os.environ.get("JAX_FP4_SHARD_PLATFORM", "cpu")
-
 
 def _mesh():
-    try:
-        devices = jax.devices(SHARD_PLATFORM)
-    except RuntimeError:
-        devices = []
-    if len(devices) < 2:
-        pytest.skip(f"needs several {SHARD_PLATFORM} devices (CPU: jax_num_cpu_devices)")
-    n = 1 << (len(devices).bit_length() - 1)  # a power of two that divides the batch
-    return Mesh(np.array(devices[:n]), ("b",)), n
+    devices = shard_devices()
+    return Mesh(np.array(devices), ("b",)), len(devices)
 
 
 def _no_collectives(fn, *args):

@@ -13,33 +13,20 @@ result, and the compiled HLO may gather (it usually does; these tests do not for
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import BF16, assert_bytes_equal, random_input
+from conftest import BF16, COLLECTIVES, assert_bytes_equal, random_input, shard_devices
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jax_fp4 as F
 from jax_fp4 import SfLayout
 
-COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce")
-SHARD_PLATFORM = os.environ.get("JAX_FP4_SHARD_PLATFORM", "cpu")
 L128, L8, LIN = SfLayout.layout_128x4, SfLayout.layout_8x4, SfLayout.layout_linear
 TILE = {L128: 128, L8: 8, LIN: 1}
-
-
-def _devices():
-    try:
-        devices = jax.devices(SHARD_PLATFORM)
-    except RuntimeError:
-        devices = []
-    if len(devices) < 2:
-        pytest.skip(f"needs several {SHARD_PLATFORM} devices (CPU: jax_num_cpu_devices)")
-    return devices[:1 << (len(devices).bit_length() - 1)]  # a power of two
+_devices = shard_devices
 
 
 def _mesh():
