@@ -132,14 +132,27 @@ if has sansuite; then
   # (no pytest-xdist: compute-sanitizer with xdist workers crashed at start-up). SAN_TESTS
   # picks the test files; JAX_FP4_DEVICE_WRITTEN_INPUTS=1 (conftest) for initcheck.
   stamp "sanitize the CUDA test suite"
+  # One Python process per test file (SAN_PER_FILE=1): the whole-suite processes ended in a
+  # segmentation fault 31-92% of the way in (session 4), leaving no complete record.
   for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
-    JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-480} compute-sanitizer --tool "$tool" \
-        --error-exitcode 99 --print-limit 200 $PY -m pytest ${SAN_TESTS:-tests} -m cuda -q \
-        -p no:xdist -p no:cacheprovider > "$LOG/sansuite_$tool.log" 2>&1 &
+    if [ "${SAN_PER_FILE:-0}" = 1 ]; then
+      ( for f in ${SAN_TESTS:-tests/test_*.py}; do
+          echo "### $f"
+          JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-480} compute-sanitizer --tool "$tool" \
+              --error-exitcode 99 --print-limit 200 $PY -m pytest "$f" -m cuda -q \
+              -p no:xdist -p no:cacheprovider 2>&1
+          echo "### $f: exit $?"
+        done ) > "$LOG/sansuite_$tool.log" 2>&1 &
+    else
+      JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-480} compute-sanitizer --tool "$tool" \
+          --error-exitcode 99 --print-limit 200 $PY -m pytest ${SAN_TESTS:-tests} -m cuda -q \
+          -p no:xdist -p no:cacheprovider > "$LOG/sansuite_$tool.log" 2>&1 &
+    fi
   done
   wait
   for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
-    echo "== $tool: $(grep -E 'ERROR SUMMARY' "$LOG/sansuite_$tool.log" | tail -n 1)"
+    echo "== $tool: $(grep -E 'ERROR SUMMARY' "$LOG/sansuite_$tool.log" | sort | uniq -c | tr '\n' ' ')"
+    grep -E "^### .*: exit" "$LOG/sansuite_$tool.log" | grep -v "exit 0$" | head
     grep -E "^[0-9]+ passed|passed|failed" "$LOG/sansuite_$tool.log" | tail -n 1
     grep -oE "(Invalid [a-z_ ]+|Uninitialized [a-z_ ]+|Race reported [a-z_ ]+|in [A-Za-z_0-9]+Kernel[A-Za-z_0-9]*|at [a-z_0-9.]+fusion[a-z_0-9.]*)" \
         "$LOG/sansuite_$tool.log" | sort | uniq -c | sort -rn | head -8
