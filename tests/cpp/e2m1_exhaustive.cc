@@ -1,6 +1,6 @@
 // Checks the E2M1 encoder of ffi/common/formats.h against SPEC 2.1's threshold table on
 // every float32 bit pattern (or every `stride`-th one). Prints the first mismatches and the
-// count; exit status 0 when there are none. Run by tests/test_e2m1_exhaustive.py.
+// count; exit status 0 when there are none. Run by tests/test_encoders_exhaustive.py.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

@@ -3,7 +3,7 @@
 // pattern (or every `stride`-th one), split over the machine's threads; and that the host
 // MXFP8 element encoder, which leaves out the clamp to +-448 (the encoder saturates), equals
 // encode(clamp(y)) on every y. Prints the first mismatches and the count; exit status 0
-// when there are none. Run by tests/test_e4m3_exhaustive.py.
+// when there are none. Run by tests/test_encoders_exhaustive.py.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
