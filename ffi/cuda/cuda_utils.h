@@ -18,35 +18,25 @@ inline ffi::Error LaunchStatus(const char* op) {
                               cudaGetErrorString(err));
 }
 
-// Multiprocessor count of the current device (cached; at most 64 devices).
-inline int SmCount() {
-  static int counts[64] = {0};
+// An attribute of the current device, read once per device (at most 64), at least 1.
+template <cudaDeviceAttr kAttribute>
+inline int CachedDeviceAttribute() {
+  static int values[64] = {0};
   int device = 0;
   cudaGetDevice(&device);
   if (device < 0 || device >= 64) device = 0;
-  if (counts[device] == 0) {
-    int n = 0;
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-    counts[device] = std::max(1, n);
+  if (values[device] == 0) {
+    int value = 0;
+    cudaDeviceGetAttribute(&value, kAttribute, device);
+    values[device] = std::max(1, value);
   }
-  return counts[device];
+  return values[device];
 }
+
+inline int SmCount() { return CachedDeviceAttribute<cudaDevAttrMultiProcessorCount>(); }
+inline int ComputeMajor() { return CachedDeviceAttribute<cudaDevAttrComputeCapabilityMajor>(); }
 
 constexpr int kThreads = 256;
-
-// Compute capability major of the current device (cached; at most 64 devices).
-inline int ComputeMajor() {
-  static int majors[64] = {0};
-  int device = 0;
-  cudaGetDevice(&device);
-  if (device < 0 || device >= 64) device = 0;
-  if (majors[device] == 0) {
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-    majors[device] = major > 0 ? major : 1;
-  }
-  return majors[device];
-}
 
 // Launches `kernel`, with programmatic dependent launch (PDL) when `pdl` is set and the GPU
 // has it (sm_90+): the kernel may start while the previous one on the stream finishes, and
