@@ -4,7 +4,7 @@
 # (plus ncu's detail sections for a few), run the benchmark suite, and optionally the
 # >2^31-element test ("large") and compute-sanitizer ("sanitize"); logs packed under $OUT
 # (the device tool returns at most 8 files). Knobs: STEPS (default "build test cross ncu
-# detail bench"; also decode cmdbuf legacy shardcpu large sanitize sansuite probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
+# detail bench"; also bwmix decode cmdbuf legacy shardcpu large sanitize sansuite probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
 set -uo pipefail
 OUT=${OUT:-/tmp/jax_fp4_session}
 LOG=$OUT/logs
@@ -45,6 +45,11 @@ if has ncu; then
   NCU_TARGETS=${NCU_TARGETS:-"nvfp4_128x4,16384,16384 mxfp8_128x4,16384,16384 mxfp4_128x4,16384,16384 nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384 packbits,16384,16384"} \
   OUT=$LOG timeout 240 bash scripts/gpu_perf.sh > "$LOG/ncu_run.log" 2>&1
   cat "$LOG/ncu_summary.txt" 2>/dev/null
+fi
+if has bwmix; then
+  stamp "bandwidth of read:write mixes (no format math)"
+  nvcc -O3 -std=c++17 -arch=sm_90a benchmarks/experiments/bandwidth_mix.cu -o /tmp/bwmix \
+      && timeout 120 /tmp/bwmix | tee "$LOG/bandwidth_mix.txt"
 fi
 if has detail; then
   stamp detail
@@ -128,35 +133,44 @@ if has sanitize; then
   done
 fi
 if has sansuite; then
-  # compute-sanitizer over the whole CUDA test suite, one process per tool, the three at once
-  # (no pytest-xdist: compute-sanitizer with xdist workers crashed at start-up). SAN_TESTS
-  # picks the test files; JAX_FP4_DEVICE_WRITTEN_INPUTS=1 (conftest) for initcheck.
+  # compute-sanitizer over the whole CUDA test suite (no pytest-xdist: compute-sanitizer with
+  # xdist workers crashed at start-up). Whole-suite processes ended in a segmentation fault
+  # 31-92% of the way in (session 4), so the collected CUDA cases are split into chunks of
+  # SAN_CHUNK tests, one Python process per (tool, chunk), SAN_JOBS at a time; the >2^31
+  # element test runs alone under memcheck. JAX_FP4_DEVICE_WRITTEN_INPUTS=1 (conftest) for
+  # initcheck, which does not see host-to-device transfers as writes.
   stamp "sanitize the CUDA test suite"
-  # One Python process per test file (SAN_PER_FILE=1): the whole-suite processes ended in a
-  # segmentation fault 31-92% of the way in (session 4), leaving no complete record.
+  SAN_DIR=$LOG/san; mkdir -p "$SAN_DIR"
+  $PY -m pytest ${SAN_TESTS:-tests} -m "cuda and not slow" --collect-only -q -p no:cacheprovider \
+      2>/dev/null | grep "::" > "$SAN_DIR/ids.txt"
+  split -l "${SAN_CHUNK:-30}" -d -a 3 "$SAN_DIR/ids.txt" "$SAN_DIR/chunk_"
+  echo "$(wc -l < "$SAN_DIR/ids.txt") cases in $(ls "$SAN_DIR"/chunk_* | wc -l) chunks"
+  san_one() {  # $1 tool, $2 file of test ids
+    local ids; mapfile -t ids < "$2"
+    JAX_FP4_REQUIRE_CUDA=1 JAX_FP4_DEVICE_WRITTEN_INPUTS=1 timeout "${SAN_TIMEOUT:-500}" \
+        compute-sanitizer --tool "$1" --error-exitcode 99 --print-limit 200 \
+        $PY -m pytest "${ids[@]}" -q -p no:xdist -p no:cacheprovider \
+        > "$SAN_DIR/$1_$(basename "$2").log" 2>&1
+    echo "exit $?" >> "$SAN_DIR/$1_$(basename "$2").log"
+  }
+  export -f san_one; export PY SAN_DIR SAN_TIMEOUT
+  echo tests/test_large.py > "$SAN_DIR/large_ids"
+  { [[ " ${SAN_TOOLS:-memcheck} " == *" memcheck "* ]] && echo "memcheck $SAN_DIR/large_ids"
+    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
+      for c in "$SAN_DIR"/chunk_*; do echo "$tool $c"; done
+    done; } | xargs -P "${SAN_JOBS:-8}" -L 1 bash -c 'san_one "$0" "$1"'
   for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
-    if [ "${SAN_PER_FILE:-0}" = 1 ]; then
-      ( for f in ${SAN_TESTS:-tests/test_*.py}; do
-          echo "### $f"
-          JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-480} compute-sanitizer --tool "$tool" \
-              --error-exitcode 99 --print-limit 200 $PY -m pytest "$f" -m cuda -q \
-              -p no:xdist -p no:cacheprovider 2>&1
-          echo "### $f: exit $?"
-        done ) > "$LOG/sansuite_$tool.log" 2>&1 &
-    else
-      JAX_FP4_REQUIRE_CUDA=1 timeout ${SAN_TIMEOUT:-480} compute-sanitizer --tool "$tool" \
-          --error-exitcode 99 --print-limit 200 $PY -m pytest ${SAN_TESTS:-tests} -m cuda -q \
-          -p no:xdist -p no:cacheprovider > "$LOG/sansuite_$tool.log" 2>&1 &
-    fi
+    logs=("$SAN_DIR/${tool}"_*.log)
+    passed=$(cat "${logs[@]}" | grep -oE "[0-9]+ passed" | awk '{s+=$1} END {print s+0}')
+    skipped=$(cat "${logs[@]}" | grep -oE "[0-9]+ skipped" | awk '{s+=$1} END {print s+0}')
+    echo "== $tool: ${#logs[@]} processes, $passed passed, $skipped skipped;" \
+        "$(cat "${logs[@]}" | grep -E 'ERROR SUMMARY' | sort | uniq -c | tr '\n' ' ')"
+    grep -L "^exit 0$" "${logs[@]}" | while read -r f; do echo "   $(basename "$f"): $(tail -n 1 "$f")"; done
+    cat "${logs[@]}" | grep -E "^(FAILED|ERROR) " | head -5
+    cat "${logs[@]}" | grep -oE "(Invalid [a-z_ ]+|Uninitialized [a-z_ ]+|Race reported [a-z_ ]+|in [A-Za-z_0-9]+Kernel[A-Za-z_0-9]*|at [a-z_0-9.]+fusion[a-z_0-9.]*)" \
+        | sort | uniq -c | sort -rn | head -8
   done
-  wait
-  for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
-    echo "== $tool: $(grep -E 'ERROR SUMMARY' "$LOG/sansuite_$tool.log" | sort | uniq -c | tr '\n' ' ')"
-    grep -E "^### .*: exit" "$LOG/sansuite_$tool.log" | grep -v "exit 0$" | head
-    grep -E "^[0-9]+ passed|passed|failed" "$LOG/sansuite_$tool.log" | tail -n 1
-    grep -oE "(Invalid [a-z_ ]+|Uninitialized [a-z_ ]+|Race reported [a-z_ ]+|in [A-Za-z_0-9]+Kernel[A-Za-z_0-9]*|at [a-z_0-9.]+fusion[a-z_0-9.]*)" \
-        "$LOG/sansuite_$tool.log" | sort | uniq -c | sort -rn | head -8
-  done
+  tar czf "$OUT/sansuite_logs.tgz" -C "$LOG" san
 fi
 if has probe; then
   stamp "initcheck probe"
