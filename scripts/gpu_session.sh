@@ -133,43 +133,18 @@ if has sanitize; then
   done
 fi
 if has sansuite; then
-  # compute-sanitizer over the whole CUDA test suite (no pytest-xdist: compute-sanitizer with
-  # xdist workers crashed at start-up). Whole-suite processes ended in a segmentation fault
-  # 31-92% of the way in (session 4), so the collected CUDA cases are split into chunks of
-  # SAN_CHUNK tests, one Python process per (tool, chunk), SAN_JOBS at a time; the >2^31
-  # element test runs alone under memcheck. JAX_FP4_DEVICE_WRITTEN_INPUTS=1 (conftest) for
-  # initcheck, which does not see host-to-device transfers as writes.
+  # compute-sanitizer over the whole CUDA test suite: one process per (tool, chunk of tests),
+  # SAN_JOBS at a time, a dead process resumed after the test it died in
+  # (scripts/sanitize_suite.py). SAN_XLA_FLAGS: XLA's command buffers and autotuning off
+  # under the tools by default (knob to compare).
   stamp "sanitize the CUDA test suite"
-  SAN_DIR=$LOG/san; mkdir -p "$SAN_DIR"
-  $PY -m pytest ${SAN_TESTS:-tests} -m "cuda and not slow" --collect-only -q -p no:cacheprovider \
-      2>/dev/null | grep "::" > "$SAN_DIR/ids.txt"
-  split -l "${SAN_CHUNK:-30}" -d -a 3 "$SAN_DIR/ids.txt" "$SAN_DIR/chunk_"
-  echo "$(wc -l < "$SAN_DIR/ids.txt") cases in $(ls "$SAN_DIR"/chunk_* | wc -l) chunks"
-  san_one() {  # $1 tool, $2 file of test ids
-    local ids; mapfile -t ids < "$2"
-    JAX_FP4_REQUIRE_CUDA=1 JAX_FP4_DEVICE_WRITTEN_INPUTS=1 timeout "${SAN_TIMEOUT:-500}" \
-        compute-sanitizer --tool "$1" --error-exitcode 99 --print-limit 200 \
-        $PY -m pytest "${ids[@]}" -q -p no:xdist -p no:cacheprovider \
-        > "$SAN_DIR/$1_$(basename "$2").log" 2>&1
-    echo "exit $?" >> "$SAN_DIR/$1_$(basename "$2").log"
-  }
-  export -f san_one; export PY SAN_DIR SAN_TIMEOUT
-  echo tests/test_large.py > "$SAN_DIR/large_ids"
-  { [[ " ${SAN_TOOLS:-memcheck} " == *" memcheck "* ]] && echo "memcheck $SAN_DIR/large_ids"
-    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
-      for c in "$SAN_DIR"/chunk_*; do echo "$tool $c"; done
-    done; } | xargs -P "${SAN_JOBS:-8}" -L 1 bash -c 'san_one "$0" "$1"'
-  for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
-    logs=("$SAN_DIR/${tool}"_*.log)
-    passed=$(cat "${logs[@]}" | grep -oE "[0-9]+ passed" | awk '{s+=$1} END {print s+0}')
-    skipped=$(cat "${logs[@]}" | grep -oE "[0-9]+ skipped" | awk '{s+=$1} END {print s+0}')
-    echo "== $tool: ${#logs[@]} processes, $passed passed, $skipped skipped;" \
-        "$(cat "${logs[@]}" | grep -E 'ERROR SUMMARY' | sort | uniq -c | tr '\n' ' ')"
-    grep -L "^exit 0$" "${logs[@]}" | while read -r f; do echo "   $(basename "$f"): $(tail -n 1 "$f")"; done
-    cat "${logs[@]}" | grep -E "^(FAILED|ERROR) " | head -5
-    cat "${logs[@]}" | grep -oE "(Invalid [a-z_ ]+|Uninitialized [a-z_ ]+|Race reported [a-z_ ]+|in [A-Za-z_0-9]+Kernel[A-Za-z_0-9]*|at [a-z_0-9.]+fusion[a-z_0-9.]*)" \
-        | sort | uniq -c | sort -rn | head -8
-  done
+  XLA_FLAGS="${SAN_XLA_FLAGS---xla_gpu_enable_command_buffer= --xla_gpu_autotune_level=0}" \
+      timeout "${SAN_WALL:-560}" $PY scripts/sanitize_suite.py --out "$LOG/san" \
+      --tools ${SAN_TOOLS:-memcheck racecheck initcheck} --chunk "${SAN_CHUNK:-30}" \
+      --jobs "${SAN_JOBS:-10}" --timeout "${SAN_TIMEOUT:-400}" --budget "${SAN_BUDGET:-420}" \
+      > "$LOG/sansuite.log" 2>&1
+  echo "sansuite: exit $?"; cat "$LOG/san/summary.txt" 2>/dev/null || tail -n 20 "$LOG/sansuite.log"
+  cp "$LOG/san/summary.txt" "$OUT/sansuite_summary.txt" 2>/dev/null
   tar czf "$OUT/sansuite_logs.tgz" -C "$LOG" san
 fi
 if has probe; then

@@ -78,6 +78,32 @@ __global__ void __launch_bounds__(256) MixThreadContiguous(const uint4* __restri
   }
 }
 
+// Two 16-byte stores per thread into the warp's 1 KB of output per trip, in one of three
+// address patterns: 0 = a thread's 32 bytes adjacent (the f32 dequantizers' and MXFP8
+// quantize's pattern; each store instruction half-fills 32 sectors), 1 = lane pairs
+// swapped so each instruction fills 16 whole sectors over 1 KB, 2 = lane-contiguous
+// (each instruction 512 contiguous bytes).
+template <int kRead, int kPattern>
+__global__ void __launch_bounds__(256) PairStores(const uint4* __restrict__ src,
+                                                  uint4* __restrict__ dst, int64_t warps_total) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  int c0, c1;
+  if (kPattern == 0) { c0 = 2 * lane; c1 = 2 * lane + 1; }
+  else if (kPattern == 1) { c0 = 4 * (lane >> 1) + (lane & 1); c1 = c0 + 2; }
+  else { c0 = lane; c1 = lane + 32; }
+  for (int64_t w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; w < warps_total; w += warps) {
+    uint4 acc = make_uint4(w, lane, 0, 0);
+#pragma unroll
+    for (int r = 0; r < kRead; ++r) {
+      const uint4 v = __ldcs(src + w * 32 * kRead + 32 * r + lane);
+      acc.x ^= v.x; acc.y ^= v.y;
+    }
+    dst[w * 64 + c0] = acc;
+    dst[w * 64 + c1] = make_uint4(acc.y, acc.x, 1, 2);
+  }
+}
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define HAVE_BULK 1
 #endif
@@ -175,6 +201,18 @@ int main() {
     float ms = MedianMs([&] { MixThreadContiguous<1, 7><<<grid, 256>>>(src, dst, units); });
     report("dequantize-like (1:7), per-thread contiguous", units * 16.0, units * 16.0 * 7, ms);
   }
+#define RUN_PAIRS(R, P, NAME)                                                              \
+  do {                                                                                     \
+    const int64_t warps_total = int64_t(kBytes / 16) / 64 / std::max(1, R / 2);            \
+    float ms = MedianMs([&] { PairStores<R, P><<<grid, 256>>>(src, dst, warps_total); }); \
+    report(NAME, warps_total * 512.0 * R, warps_total * 1024.0, ms);                      \
+  } while (0)
+  RUN_PAIRS(1, 0, "1:2, 32 B per thread adjacent");
+  RUN_PAIRS(1, 1, "1:2, lane pairs swapped (whole sectors)");
+  RUN_PAIRS(1, 2, "1:2, lane-contiguous");
+  RUN_PAIRS(4, 0, "2:1, 32 B per thread adjacent (MXFP8 q)");
+  RUN_PAIRS(4, 1, "2:1, lane pairs swapped (whole sectors)");
+  RUN_PAIRS(4, 2, "2:1, lane-contiguous");
   {
     float ms = MedianMs([&] { CHECK(cudaMemsetAsync(dst, 0, kBytes)); });
     report("cudaMemsetAsync (write only)", 0, kBytes, ms);
