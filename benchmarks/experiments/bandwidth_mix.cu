@@ -104,6 +104,28 @@ __global__ void __launch_bounds__(256) PairStores(const uint4* __restrict__ src,
   }
 }
 
+// Loads: kL 16-byte loads per thread, a thread's bytes adjacent (the quantizers' pattern:
+// NVFP4 bf16 kL = 2, MXFP4/MXFP8 bf16 kL = 4) or lane-contiguous, then one 8-byte (kL = 2)
+// or 16-byte (kL = 4) lane-contiguous store: NVFP4's and MXFP4's read:write mixes.
+template <int kL, bool kAdjacent>
+__global__ void __launch_bounds__(256) LoadPattern(const uint4* __restrict__ src,
+                                                   uint4* __restrict__ dst, int64_t warps_total) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  for (int64_t w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; w < warps_total; w += warps) {
+    uint4 acc = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int r = 0; r < kL; ++r) {
+      const uint4 v = src[w * 32 * kL + (kAdjacent ? lane * kL + r : 32 * r + lane)];
+      acc.x ^= v.x; acc.y ^= v.y; acc.z ^= v.z; acc.w ^= v.w;
+    }
+    if constexpr (kL == 2)
+      reinterpret_cast<uint2*>(dst)[w * 32 + lane] = make_uint2(acc.x ^ acc.z, acc.y ^ acc.w);
+    else
+      dst[w * 32 + lane] = acc;
+  }
+}
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define HAVE_BULK 1
 #endif
@@ -213,6 +235,16 @@ int main() {
   RUN_PAIRS(4, 0, "2:1, 32 B per thread adjacent (MXFP8 q)");
   RUN_PAIRS(4, 1, "2:1, lane pairs swapped (whole sectors)");
   RUN_PAIRS(4, 2, "2:1, lane-contiguous");
+#define RUN_LOADS(L, A, NAME)                                                              \
+  do {                                                                                     \
+    const int64_t warps_total = int64_t(kBytes / 16) / 32 / L;                             \
+    float ms = MedianMs([&] { LoadPattern<L, A><<<grid, 256>>>(src, dst, warps_total); }); \
+    report(NAME, warps_total * 512.0 * L, warps_total * 32.0 * (L == 2 ? 8 : 16), ms);    \
+  } while (0)
+  RUN_LOADS(2, true, "NVFP4 q: 32 B per thread adjacent loads");
+  RUN_LOADS(2, false, "NVFP4 q: lane-contiguous loads");
+  RUN_LOADS(4, true, "MXFP4 q: 64 B per thread adjacent loads");
+  RUN_LOADS(4, false, "MXFP4 q: lane-contiguous loads");
   {
     float ms = MedianMs([&] { CHECK(cudaMemsetAsync(dst, 0, kBytes)); });
     report("cudaMemsetAsync (write only)", 0, kBytes, ms);

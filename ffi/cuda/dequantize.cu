@@ -112,7 +112,9 @@ __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restri
 constexpr int kGroupsPerTrip = 4;
 
 // One thread per 8-element output group, kGroupsPerTrip groups a trip a block-width apart
-// (the block size is chosen at launch: smaller for decode shapes).
+// (the block size is chosen at launch: smaller for decode shapes). The loops run the same
+// number of trips in every lane of a warp (the float32 stores shuffle between lanes); lanes
+// past the end compute nothing and store nothing.
 template <typename Out, ElementRecipe kRecipe>
 __global__ void __launch_bounds__(kThreads)
     BlockDequantizeKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
@@ -120,12 +122,13 @@ __global__ void __launch_bounds__(kThreads)
                           DequantizeParams p) {
   const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
-  const uint32_t threads = blockDim.x;
+  const uint32_t threads = blockDim.x;  // a multiple of 32
+  const uint32_t lane = threadIdx.x & 31u;
   // Problems under a full wave take one group a trip (a short serial chain per thread, more
   // threads in flight): the later trip slots land past the end.
   const uint32_t cta_span = p.one_group_per_thread ? threads : threads * kGroupsPerTrip;
   const uint32_t slot_stride = p.one_group_per_thread ? total : threads;
-  for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first < total;
+  for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first - lane < total;
        first += gridDim.x * cta_span) {
     GroupOut<Out> v[kGroupsPerTrip];
 #pragma unroll
@@ -135,8 +138,15 @@ __global__ void __launch_bounds__(kThreads)
         v[u] = DequantizeGroup<Out, kRecipe>(codes, scales, global_scale, p, g, groups_per_row);
     }
 #pragma unroll
-    for (int u = 0; u < kGroupsPerTrip; ++u)
-      if (first + u * slot_stride < total) out[first + u * slot_stride] = v[u];
+    for (int u = 0; u < kGroupsPerTrip; ++u) {
+      const uint32_t g = first + u * slot_stride;
+      if (g - lane >= total) break;  // the same in every lane
+      if constexpr (GroupOut<Out>::kWords == 2)
+        StorePairSwapped32(reinterpret_cast<uint4*>(out), g, v[u].v[0], v[u].v[1],
+                           (g | 1u) < total, g < total);
+      else if (g < total)
+        out[g] = v[u];
+    }
   }
 }
 

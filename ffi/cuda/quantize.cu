@@ -142,7 +142,9 @@ struct BlockWork {
 
 // The kernels index scale blocks with 32 bits: 2^32 blocks is 2^36 elements, beyond any
 // GPU's memory today, and the handlers refuse more.
-constexpr int64_t kMaxBlocks = int64_t{1} << 32;
+// Below 2^32 with room for one grid stride (at most a few million), so that no 32-bit index
+// wraps in the grid-stride loops.
+constexpr int64_t kMaxBlocks = (int64_t{1} << 32) - (int64_t{1} << 28);
 
 // Padding words of the scale buffer a thread should zero at most: sizes the grid when the
 // padding outweighs the blocks (M = 1 pads 127 rows of a 128x4 layout).
@@ -273,7 +275,10 @@ __global__ void __launch_bounds__(kThreads, 4)
   const float one_global_scale = Q::kUsesGlobalScale && one_scale ? global_scale[0] : 0.0f;
   bool row_state_ready = !(Q::kUsesGlobalScale && one_scale);
 
-  for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first < total;
+  // The loops run the same number of trips in every lane of a warp (32-byte blocks are
+  // stored with a shuffle between lanes); lanes past the end quantize and store nothing.
+  const uint32_t lane = threadIdx.x & 31u;
+  for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first - lane < total;
        first += stride) {
     Work work[kTrip];
     uint32_t row[kTrip], col[kTrip];
@@ -298,7 +303,8 @@ __global__ void __launch_bounds__(kThreads, 4)
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
       const uint32_t blk = first + u * slot_stride;
-      if (blk >= total) break;
+      if (blk - lane >= total) break;  // the same in every lane
+      const bool valid = blk < total;
       const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row[u]);
       const uint32_t r = row[u] - b * static_cast<uint32_t>(p.rows);
       uint32_t w[Work::kOutWords], code = 0;
@@ -312,8 +318,15 @@ __global__ void __launch_bounds__(kThreads, 4)
                     p.scale_mode, p.runtime_zero);
         code = QuantizeBlock<Q, In, kFourOverSix>(work[u].raw, q, w);
       }
-      StoreWords(codes + int64_t{blk} * kOutBytes, w);
-      StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, col[u], blocks_per_row, code);
+      if constexpr (kOutBytes == 32) {
+        StorePairSwapped32(reinterpret_cast<uint4*>(codes), blk,
+                           make_uint4(w[0], w[1], w[2], w[3]), make_uint4(w[4], w[5], w[6], w[7]),
+                           (blk | 1u) < total, valid);
+      } else if (valid) {
+        StoreWords(codes + int64_t{blk} * kOutBytes, w);
+      }
+      if (valid)
+        StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, col[u], blocks_per_row, code);
     }
   }
   AllowNextGrid();
