@@ -260,6 +260,34 @@ JAX_FP4_HD float DecodeE2M1(uint32_t code) {
   return BitsFloat((top << 16) | ((code & 8u) << 28));
 }
 
+// Eight E2M1 codes (element i in bits 4i..4i+3 of `codes`), each decoded as DecodeE2M1 does.
+// On the GPU, byte permutes look up the two top bytes of four magnitudes at once (PRMT takes
+// a 3-bit byte index per output byte; an index with its top bit set replicates the chosen
+// byte's sign bit, giving the zero low bytes): ~3 instructions per element instead of ~10.
+JAX_FP4_HD void DecodeE2M1x8(uint32_t codes, float (&out)[8]) {
+#if defined(__CUDA_ARCH__)
+  const uint32_t magnitudes = codes & 0x77777777u;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint32_t sel = magnitudes >> (16 * h);
+    uint32_t top, second;  // byte k: top / second byte of code 4h + k's magnitude
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(top) : "r"(0x3F3F3F00u), "r"(0x40404040u), "r"(sel));
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(second) : "r"(0xC0800000u), "r"(0xC0804000u), "r"(sel));
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int i = 4 * h + k;
+      // bytes 3, 2: top_k, second_k; bytes 1, 0: top_k's sign bit (clear) replicated
+      const uint32_t pick = ((4u + k) << 12) | (uint32_t(k) << 8) | ((12u + k) << 4) | (12u + k);
+      uint32_t bits;
+      asm("prmt.b32 %0, %1, %2, %3;" : "=r"(bits) : "r"(second), "r"(top), "r"(pick));
+      out[i] = BitsFloat(bits | ((codes << (28 - 4 * i)) & kSignMask));
+    }
+  }
+#else
+  for (int i = 0; i < 8; ++i) out[i] = DecodeE2M1((codes >> (4 * i)) & 0xFu);
+#endif
+}
+
 // ---- E4M3 "fn" (SPEC 2.2) ----
 
 // Round-to-nearest-even with saturation to +-448 (what cvt.rn.satfinite.e4m3x2.f32 does;

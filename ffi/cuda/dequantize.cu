@@ -96,12 +96,13 @@ __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restri
   constexpr bool kDeviceMath = kRecipe == ElementRecipe::kE2m1DeviceMath;
   // Host math: hmul(e, hmul(s, g)), the inner product the same for the whole group.
   const float host_scale = HostMul(scale, g_scale);
-  float o[kN];
+  float o[kN], fp4[kN];
+  if constexpr (kFp4) DecodeE2M1x8(static_cast<uint32_t>(bits), fp4);
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
     const uint32_t code = static_cast<uint32_t>(kFp4 ? (bits >> (4 * i)) & 0xFu
                                                      : (bits >> (8 * i)) & 0xFFu);
-    float e = DecodeElement(kFormat, code, false);
+    float e = kFp4 ? fp4[i] : DecodeElement(kFormat, code, false);
     if constexpr (kRecipe == ElementRecipe::kE2m1PlusZeroCode8)  // DecodeElement's +0, unbranched
       e = BitsFloat(FloatBits(e) & (code == 8u ? kAbsMask : 0xFFFFFFFFu));
     o[i] = kDeviceMath ? DequantizeElement(e, scale, g_scale, true) : HostMul(e, host_scale);
