@@ -31,12 +31,14 @@ struct ElementTable {
 };
 
 // Faults in the pages holding [begin, begin + bytes) with one madvise(MADV_POPULATE_WRITE)
-// instead of one page fault per page. XLA:CPU hands the handler freshly mapped output on every
-// call; on the 2-core KVM guest of the benchmarks the faults cost more than the decode, and
-// this (per thread, just ahead of its stores) cuts them by ~40%. It changes no contents or
-// settings; where the kernel lacks it (before Linux 5.14) it fails and the stores fault.
+// instead of one page fault per page. XLA:CPU hands the handler freshly mapped output on
+// every call (64 MB of float32 for a 4096x4096 matrix); on the 2-core KVM guest of the
+// benchmarks faulting it in costs more than the decode, and this (per thread, just ahead of
+// its stores) cuts that by ~40%. It changes no contents or settings; where the kernel lacks
+// it (before Linux 5.14) it fails and the stores fault as before.
 void PrefaultForWrite(void* begin, size_t bytes) {
 #if defined(__linux__)
+  if (bytes == 0) return;
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -79,12 +81,13 @@ __attribute__((target("avx2"))) inline void DecodeE2m1x16Avx2(const uint8_t* cod
 // handlers keep: DAZ is off), so one exact multiply by 2^120 decodes them.
 __attribute__((target("avx2"))) inline void DecodeE4m3x8Avx2(const uint8_t* codes, __m256 scale,
                                                                float* out) {
-  const __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
+  const __m256i code =
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
   const __m256i magnitude = _mm256_and_si256(code, _mm256_set1_epi32(0x7F));
   const __m256 unsigned_value = _mm256_mul_ps(
       _mm256_castsi256_ps(_mm256_slli_epi32(magnitude, 20)), _mm256_set1_ps(0x1p120f));
-  const __m256 sign = _mm256_castsi256_ps(
-      _mm256_and_si256(_mm256_slli_epi32(code, 24), _mm256_set1_epi32(static_cast<int>(kSignMask))));
+  const __m256 sign = _mm256_castsi256_ps(_mm256_and_si256(
+      _mm256_slli_epi32(code, 24), _mm256_set1_epi32(static_cast<int>(kSignMask))));
   const __m256 is_nan =
       _mm256_castsi256_ps(_mm256_cmpeq_epi32(magnitude, _mm256_set1_epi32(0x7F)));
   const __m256 value = _mm256_blendv_ps(_mm256_or_ps(unsigned_value, sign),
@@ -142,6 +145,9 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
       Out* out_ptr = out + row * d.last;
       for (int64_t j = 0; j < cols; ++j, out_ptr += sf_vec_size) {
         const float scale = DecodeScale(sfmt, scale_row[addr.ColPart(j)]);
+        // The codes 1 KB ahead: the hardware prefetcher stops at each 4 KB page (an MXFP8
+        // row of 4096 codes is one); worth ~1 ms of 13 for MXFP8. Prefetches do not fault.
+        __builtin_prefetch(code_ptr + 1024);
         if (elem == ElementFormat::kE2m1) {
           for (int k = 0; k < 16; ++k)
             table[k] = convert(DequantizeElement(element.value[k], scale, g, kDeviceMath));
