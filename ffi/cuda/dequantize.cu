@@ -16,7 +16,7 @@ struct DequantizeParams {
   ScaleFormat scale_format;
   bool plus_zero_code8, device_math;
   SfAddressing sf_addr;
-  FastDiv32 groups_per_row_div, rows_div;
+  FastDiv32 groups_per_row_div, rows_div, sf_vec_div;
   bool one_group_per_thread = false;  // set by LaunchDequantize for problems under a full wave
 };
 
@@ -82,7 +82,8 @@ __device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restri
   // fetch cost ~7 us a launch at decode sizes).
   uint32_t scale_format = static_cast<uint32_t>(p.scale_format);
   asm volatile("" : "+r"(scale_format));
-  const uint8_t scale_byte = scales[b * p.sf_size + p.sf_addr.Offset(r, col / p.sf_vec_size)];
+  // (sf_vec_size is any multiple of 8: a 64-bit division here cost ~20 instructions a group)
+  const uint8_t scale_byte = scales[b * p.sf_size + p.sf_addr.Offset(r, p.sf_vec_div.Div(col))];
   const float scale = DecodeScale(static_cast<ScaleFormat>(scale_format), scale_byte);
   const float g_scale = global_scale[b];
   constexpr bool kFp4 = kRecipe != ElementRecipe::kE4m3;
@@ -183,7 +184,7 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> cod
                      static_cast<ElementFormat>(element_format),
                      static_cast<ScaleFormat>(scale_format), plus_zero_code8, device_math,
                      SfAddressing::Make(layout, d.last / sf_vec_size), FastDiv32{},
-                     FastDiv32::Make(d.rows)};
+                     FastDiv32::Make(d.rows), FastDiv32::Make(sf_vec_size)};
   const int64_t code_row = p.element_format == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
