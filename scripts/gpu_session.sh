@@ -51,6 +51,10 @@ if has bwmix; then
   nvcc -O3 -std=c++17 -arch=sm_90a benchmarks/experiments/bandwidth_mix.cu -o /tmp/bwmix \
       && timeout 120 /tmp/bwmix | tee "$LOG/bandwidth_mix.txt"
 fi
+if has dqvariants; then
+  stamp "dequantize variants"
+  OUT=$LOG/variants bash benchmarks/experiments/dequant_variants.sh 2>&1 | tee "$LOG/dequant_variants.txt"
+fi
 if has detail; then
   stamp detail
   for t in ${NCU_DETAIL:-nvfp4_128x4,16384,16384 nvfp4_dequant,16384,16384}; do

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Times dequantize kernel variants with ncu against a same-bytes copy kernel (H100/H200), one
+# rebuild each: groups per trip (kGroupsPerTrip) and the minimum resident blocks per SM of
+# __launch_bounds__ (register cap: 8 blocks of 256 threads = 32 registers).
+# Usage on the GPU machine, after a build: VARIANTS="4:0 2:8" bash benchmarks/experiments/dequant_variants.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/variants}; mkdir -p "$OUT"
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384 nvfp4_dequant,128,16384 nvfp4_dequant,1,4096"}
+UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
+cp ffi/cuda/dequantize.cu /tmp/dequantize.cu.orig
+for v in ${VARIANTS:-"4:0 2:8 2:6 1:8"}; do
+  trip=${v%%:*}; blocks=${v##*:}
+  cp /tmp/dequantize.cu.orig ffi/cuda/dequantize.cu
+  sed -i "s/constexpr int kGroupsPerTrip = 4;/constexpr int kGroupsPerTrip = $trip;/" ffi/cuda/dequantize.cu
+  [ "$blocks" != 0 ] && sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, $blocks)/" ffi/cuda/dequantize.cu
+  grep -n "kGroupsPerTrip = \|__launch_bounds__" ffi/cuda/dequantize.cu | head -3
+  $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_$trip_$blocks.log" 2>&1 || { echo "build failed"; continue; }
+  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
+      --profile-from-start off --log-file "$OUT/v_${trip}_${blocks}.csv" \
+      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/v_${trip}_${blocks}.json" --targets "$TARGETS" \
+      > "$OUT/v_${trip}_${blocks}.log" 2>&1
+  echo "== groups/trip $trip, min blocks/SM $blocks"
+  $PY benchmarks/kernel_vs_copy.py parse "$OUT/v_${trip}_${blocks}.csv" --manifest "$OUT/v_${trip}_${blocks}.json" | tail -n +3
+done
+cp /tmp/dequantize.cu.orig ffi/cuda/dequantize.cu
+$PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+    -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > /dev/null 2>&1
