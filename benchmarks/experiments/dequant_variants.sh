@@ -17,7 +17,7 @@ for v in ${VARIANTS:-"4:0 2:8 2:6 1:8"}; do
   [ "$blocks" != 0 ] && sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, $blocks)/" ffi/cuda/dequantize.cu
   grep -n "kGroupsPerTrip = \|__launch_bounds__" ffi/cuda/dequantize.cu | head -3
   $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
-      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_$trip_$blocks.log" 2>&1 || { echo "build failed"; continue; }
+      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_${trip}_${blocks}.log" 2>&1 || { echo "build failed"; continue; }
   timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
       --profile-from-start off --log-file "$OUT/v_${trip}_${blocks}.csv" \
       $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/v_${trip}_${blocks}.json" --targets "$TARGETS" \
