@@ -65,48 +65,59 @@ enum class ElementRecipe {
 
 // Group g of the output covers elements [g * kGroup, (g + 1) * kGroup) of the flattened
 // output; its codes are 2-8 consecutive bytes, and kGroup divides every block size, so one
-// scale serves a group.
-template <typename Out, ElementRecipe kRecipe>
-__device__ __forceinline__ GroupOut<Out> DequantizeGroup(const uint8_t* __restrict__ codes,
-                                                 const uint8_t* __restrict__ scales,
-                                                 const float* __restrict__ global_scale,
-                                                 const DequantizeParams& p, uint32_t g,
-                                                 uint32_t groups_per_row) {
-  constexpr int kN = kGroup;
+// scale serves a group. A trip loads all its groups' inputs first (LoadGroup), then decodes
+// and stores them one at a time (FinishGroup): many loads in flight per thread, and no
+// group's output held while the others are decoded.
+struct GroupIn {
+  uint64_t bits;  // codes: kGroup / 2 bytes (E2M1) or kGroup bytes (E4M3), little-endian
+  uint32_t scale_byte;
+  float g_scale;
+};
+
+template <ElementRecipe kRecipe>
+__device__ __forceinline__ GroupIn LoadGroup(const uint8_t* __restrict__ codes,
+                                             const uint8_t* __restrict__ scales,
+                                             const float* __restrict__ global_scale,
+                                             const DequantizeParams& p, uint32_t g,
+                                             uint32_t groups_per_row) {
   const uint32_t row = p.groups_per_row_div.Div(g);
-  const uint32_t col = (g - row * groups_per_row) * kN;
+  const uint32_t col = (g - row * groups_per_row) * kGroup;
   const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
   const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
+  GroupIn in;
+  // (sf_vec_size is any multiple of 8: a 64-bit division here cost ~20 instructions a group)
+  in.scale_byte = scales[b * p.sf_size + p.sf_addr.Offset(r, p.sf_vec_div.Div(col))];
+  in.g_scale = global_scale[b];
+  constexpr int kCodeBytes = kRecipe != ElementRecipe::kE4m3 ? kGroup / 2 : kGroup;
+  if constexpr (kCodeBytes == 4) in.bits = reinterpret_cast<const uint32_t*>(codes)[g];
+  else in.bits = reinterpret_cast<const uint64_t*>(codes)[g];
+  return in;
+}
+
+template <typename Out, ElementRecipe kRecipe>
+__device__ __forceinline__ GroupOut<Out> FinishGroup(const GroupIn& in, const DequantizeParams& p) {
+  constexpr int kN = kGroup;
   // The scale format passes through an opaque move: as a loop invariant it let the compiler
   // copy the whole unrolled trip once per case (~25k instructions, whose cold instruction
   // fetch cost ~7 us a launch at decode sizes).
   uint32_t scale_format = static_cast<uint32_t>(p.scale_format);
   asm volatile("" : "+r"(scale_format));
-  // (sf_vec_size is any multiple of 8: a 64-bit division here cost ~20 instructions a group)
-  const uint8_t scale_byte = scales[b * p.sf_size + p.sf_addr.Offset(r, p.sf_vec_div.Div(col))];
-  const float scale = DecodeScale(static_cast<ScaleFormat>(scale_format), scale_byte);
-  const float g_scale = global_scale[b];
+  const float scale = DecodeScale(static_cast<ScaleFormat>(scale_format), in.scale_byte);
   constexpr bool kFp4 = kRecipe != ElementRecipe::kE4m3;
-  // Codes: kN / 2 bytes (E2M1) or kN bytes (E4M3), little-endian in `bits`.
-  uint64_t bits;
-  constexpr int kCodeBytes = kFp4 ? kN / 2 : kN;
-  if constexpr (kCodeBytes == 2) bits = reinterpret_cast<const uint16_t*>(codes)[g];
-  else if constexpr (kCodeBytes == 4) bits = reinterpret_cast<const uint32_t*>(codes)[g];
-  else bits = reinterpret_cast<const uint64_t*>(codes)[g];
   constexpr ElementFormat kFormat = kFp4 ? ElementFormat::kE2m1 : ElementFormat::kE4m3;
   constexpr bool kDeviceMath = kRecipe == ElementRecipe::kE2m1DeviceMath;
   // Host math: hmul(e, hmul(s, g)), the inner product the same for the whole group.
-  const float host_scale = HostMul(scale, g_scale);
+  const float host_scale = HostMul(scale, in.g_scale);
   float o[kN], fp4[kN];
-  if constexpr (kFp4) DecodeE2M1x8(static_cast<uint32_t>(bits), fp4);
+  if constexpr (kFp4) DecodeE2M1x8(static_cast<uint32_t>(in.bits), fp4);
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
-    const uint32_t code = static_cast<uint32_t>(kFp4 ? (bits >> (4 * i)) & 0xFu
-                                                     : (bits >> (8 * i)) & 0xFFu);
+    const uint32_t code = static_cast<uint32_t>(kFp4 ? (in.bits >> (4 * i)) & 0xFu
+                                                     : (in.bits >> (8 * i)) & 0xFFu);
     float e = kFp4 ? fp4[i] : DecodeElement(kFormat, code, false);
     if constexpr (kRecipe == ElementRecipe::kE2m1PlusZeroCode8)  // DecodeElement's +0, unbranched
       e = BitsFloat(FloatBits(e) & (code == 8u ? kAbsMask : 0xFFFFFFFFu));
-    o[i] = kDeviceMath ? DequantizeElement(e, scale, g_scale, true) : HostMul(e, host_scale);
+    o[i] = kDeviceMath ? DequantizeElement(e, scale, in.g_scale, true) : HostMul(e, host_scale);
   }
   return PackGroup<Out>(o);
 }
@@ -132,22 +143,24 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t slot_stride = p.one_group_per_thread ? total : threads;
   for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first - lane < total;
        first += gridDim.x * cta_span) {
-    GroupOut<Out> v[kGroupsPerTrip];
+    GroupIn in[kGroupsPerTrip];
 #pragma unroll
     for (int u = 0; u < kGroupsPerTrip; ++u) {
       const uint32_t g = first + u * slot_stride;
       if (g < total)
-        v[u] = DequantizeGroup<Out, kRecipe>(codes, scales, global_scale, p, g, groups_per_row);
+        in[u] = LoadGroup<kRecipe>(codes, scales, global_scale, p, g, groups_per_row);
     }
 #pragma unroll
     for (int u = 0; u < kGroupsPerTrip; ++u) {
       const uint32_t g = first + u * slot_stride;
       if (g - lane >= total) break;  // the same in every lane
+      GroupOut<Out> v;
+      if (g < total) v = FinishGroup<Out, kRecipe>(in[u], p);
       if constexpr (GroupOut<Out>::kWords == 2)
-        StorePairSwapped32(reinterpret_cast<uint4*>(out), g, v[u].v[0], v[u].v[1],
+        StorePairSwapped32(reinterpret_cast<uint4*>(out), g, v.v[0], v.v[1],
                            (g | 1u) < total, g < total);
       else if (g < total)
-        out[g] = v[u];
+        out[g] = v;
     }
   }
 }
