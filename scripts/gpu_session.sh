@@ -55,6 +55,15 @@ if has dqvariants; then
   stamp "dequantize variants"
   OUT=$LOG/variants bash benchmarks/experiments/dequant_variants.sh 2>&1 | tee "$LOG/dequant_variants.txt"
 fi
+if has twinncu; then
+  # Kernel time of an op and of its pure-JAX twin (all the twin's kernels), same shape.
+  stamp "ncu: ours vs the twin"
+  mkdir -p "$LOG/twin"
+  $PY benchmarks/bench.py --ncu-script --ncu-targets "${TWIN_TARGETS:-nvfp4_128x4,16384,16384 nvfp4_128x4,16384,16384:xla}" \
+      > "$LOG/twin/ncu_twin.sh"
+  OUT=$LOG/twin timeout ${TWIN_TIMEOUT:-150} bash "$LOG/twin/ncu_twin.sh" > "$LOG/twin/run.log" 2>&1
+  echo "twin ncu: exit $?"; tail -n 12 "$LOG/twin/run.log"
+fi
 if has detail; then
   stamp detail
   for t in ${NCU_DETAIL:-nvfp4_128x4,16384,16384 nvfp4_dequant,16384,16384}; do
