@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Times dequantize kernel variants with ncu against a same-bytes copy kernel (H100/H200), one
 # rebuild each: groups per trip (kGroupsPerTrip) and the minimum resident blocks per SM of
-# __launch_bounds__ (register cap: 8 blocks of 256 threads = 32 registers), and with a third
-# field "p", kPrefetchNextTrip (the next trip's inputs loaded before this trip is decoded).
-# Usage on the GPU machine, after a build: VARIANTS="4:0 2:8 4:0:p" bash benchmarks/experiments/dequant_variants.sh
+# __launch_bounds__ (register cap: 8 blocks of 256 threads = 32 registers).
+# Usage on the GPU machine, after a build: VARIANTS="4:0 2:8" bash benchmarks/experiments/dequant_variants.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/variants}; mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
@@ -12,20 +11,19 @@ TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384 nvfp4_de
 UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 cp ffi/cuda/dequantize.cu /tmp/dequantize.cu.orig
 for v in ${VARIANTS:-"4:0 2:8 2:6 1:8"}; do
-  IFS=: read -r trip blocks prefetch <<< "$v"
+  IFS=: read -r trip blocks <<< "$v"
   cp /tmp/dequantize.cu.orig ffi/cuda/dequantize.cu
   sed -i "s/constexpr int kGroupsPerTrip = 4;/constexpr int kGroupsPerTrip = $trip;/" ffi/cuda/dequantize.cu
-  [ "${prefetch:-}" = p ] && sed -i "s/constexpr bool kPrefetchNextTrip = false;/constexpr bool kPrefetchNextTrip = true;/" ffi/cuda/dequantize.cu
   [ "$blocks" != 0 ] && sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, $blocks)/" ffi/cuda/dequantize.cu
-  grep -n "kGroupsPerTrip = \|__launch_bounds__\|kPrefetchNextTrip =" ffi/cuda/dequantize.cu | head -4
+  grep -n "kGroupsPerTrip = \|__launch_bounds__" ffi/cuda/dequantize.cu | head -4
   $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
       -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_${trip}_${blocks}.log" 2>&1 || { echo "build failed"; continue; }
   timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
-      --profile-from-start off --log-file "$OUT/v_${trip}_${blocks}${prefetch:-}.csv" \
-      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/v_${trip}_${blocks}${prefetch:-}.json" --targets "$TARGETS" \
-      > "$OUT/v_${trip}_${blocks}${prefetch:-}.log" 2>&1
-  echo "== groups/trip $trip, min blocks/SM $blocks ${prefetch:+(next trip prefetched)}"
-  $PY benchmarks/kernel_vs_copy.py parse "$OUT/v_${trip}_${blocks}${prefetch:-}.csv" --manifest "$OUT/v_${trip}_${blocks}${prefetch:-}.json" | tail -n +3
+      --profile-from-start off --log-file "$OUT/v_${trip}_${blocks}.csv" \
+      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/v_${trip}_${blocks}.json" --targets "$TARGETS" \
+      > "$OUT/v_${trip}_${blocks}.log" 2>&1
+  echo "== groups/trip $trip, min blocks/SM $blocks"
+  $PY benchmarks/kernel_vs_copy.py parse "$OUT/v_${trip}_${blocks}.csv" --manifest "$OUT/v_${trip}_${blocks}.json" | tail -n +3
 done
 cp /tmp/dequantize.cu.orig ffi/cuda/dequantize.cu
 $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \

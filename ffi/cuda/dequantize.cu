@@ -129,8 +129,6 @@ constexpr int kGroupsPerTrip = 4;
 // between lanes); lanes past the end compute nothing and store nothing. All of a trip's
 // groups are decoded before any is stored: storing each group as it is decoded measured
 // 475 -> 553 us for NVFP4 at 16384^2 (H100).
-constexpr bool kPrefetchNextTrip = false;
-
 template <typename Out, ElementRecipe kRecipe, int kTrip>
 __global__ void __launch_bounds__(kThreads)
     BlockDequantizeKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
@@ -141,35 +139,15 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t threads = blockDim.x;  // a multiple of 32
   const uint32_t lane = threadIdx.x & 31u;
   const uint32_t cta_span = threads * kTrip;
-  const uint32_t step = gridDim.x * cta_span;
-  const auto load_trip = [&](uint32_t first, GroupIn (&in)[kTrip]) {
+  for (uint32_t first = blockIdx.x * cta_span + threadIdx.x; first - lane < total;
+       first += gridDim.x * cta_span) {
+    GroupOut<Out> v[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
       const uint32_t g = first + u * threads;
-      if (g < total) in[u] = LoadGroup<kRecipe>(codes, scales, global_scale, p, g, groups_per_row);
-    }
-  };
-  uint32_t first = blockIdx.x * cta_span + threadIdx.x;
-  GroupIn next[kTrip];
-  if constexpr (kPrefetchNextTrip) load_trip(first, next);
-  for (; first - lane < total; first += step) {
-    GroupOut<Out> v[kTrip];
-    if constexpr (kPrefetchNextTrip) {
-      GroupIn in[kTrip];
-#pragma unroll
-      for (int u = 0; u < kTrip; ++u) in[u] = next[u];
-      if (first + step - lane < total) load_trip(first + step, next);
-#pragma unroll
-      for (int u = 0; u < kTrip; ++u)
-        if (first + u * threads < total) v[u] = FinishGroup<Out, kRecipe>(in[u], p);
-    } else {
-#pragma unroll
-      for (int u = 0; u < kTrip; ++u) {
-        const uint32_t g = first + u * threads;
-        if (g < total)
-          v[u] = FinishGroup<Out, kRecipe>(
-              LoadGroup<kRecipe>(codes, scales, global_scale, p, g, groups_per_row), p);
-      }
+      if (g < total)
+        v[u] = FinishGroup<Out, kRecipe>(
+            LoadGroup<kRecipe>(codes, scales, global_scale, p, g, groups_per_row), p);
     }
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
