@@ -214,9 +214,10 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> cod
       static_cast<int64_t>(scales.element_count()) != d.batch * p.sf_size ||
       static_cast<int64_t>(global_scale.element_count()) != d.batch)
     return InvalidArgument(kOp, "input sizes do not match the output");
-  // Groups of 8 elements are indexed with 32 bits.
-  if (d.batch * d.rows * d.last / kGroup >= (int64_t{1} << 32))
-    return InvalidArgument(kOp, "more than 2^35 elements in one call");
+  // Groups of 8 elements are indexed with 32 bits, with room for one grid stride (at most a
+  // few million) so that no index wraps in the grid-stride loop.
+  if (d.batch * d.rows * d.last / kGroup >= (int64_t{1} << 32) - (int64_t{1} << 28))
+    return InvalidArgument(kOp, "more than 2^35 - 2^31 elements in one call");
   const uint8_t* c = codes.typed_data();
   const uint8_t* sf = scales.typed_data();
   const float* gs = global_scale.typed_data();
