@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ERRORS = re.compile(r"ERROR SUMMARY: (\d+) error")
 KINDS = re.compile(r"=========\s+(Invalid [a-z_ ]+?|Uninitialized [a-z_ ]+?|Race reported [a-z_ ]+?|"
-                   r"Uninitialized access[a-z_ ]*?)( of size| at| between|$)")
+                   r"Host API memory access error)( of size| at| between|$)")
 WHERE = re.compile(r"=========\s+at (.+?)\+0x")
 
 
