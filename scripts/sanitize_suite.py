@@ -35,7 +35,7 @@ WHERE = re.compile(r"=========\s+at (.+?)\+0x")
 def collect(tests, marker):
     out = subprocess.run([sys.executable, "-m", "pytest", *tests, "-m", marker, "--collect-only",
                           "-q", "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True,
-                         text=True)
+                         text=True, check=False)
     return [line for line in out.stdout.splitlines() if "::" in line]
 
 
@@ -58,18 +58,21 @@ def run_one(tool, ids, tag, args):
     with open(log, "w") as f:
         try:
             rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                timeout=args.timeout).returncode
+                                timeout=args.timeout, check=False).returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
     outcomes, started = {}, []
     if os.path.exists(progress):
-        for line in open(progress):
-            word, _, nodeid = line.rstrip("\n").partition(" ")
+        with open(progress) as f:
+            progress_lines = f.read().splitlines()
+        for line in progress_lines:
+            word, _, nodeid = line.partition(" ")
             if word == "start":
                 started.append(nodeid)
             else:
                 outcomes[nodeid] = word
-    text = open(log, errors="replace").read()
+    with open(log, errors="replace") as f:
+        text = f.read()
     errors = sum(int(n) for n in ERRORS.findall(text))
     kinds = collections.Counter()
     lines = text.splitlines()
@@ -79,8 +82,8 @@ def run_one(tool, ids, tag, args):
             where = next((WHERE.search(x).group(1) for x in lines[i + 1:i + 3] if WHERE.search(x)),
                          "host API call")
             kinds[f"{m.group(1).strip()} in {kernel_name(where)}"] += 1
-    return dict(tool=tool, tag=tag, rc=rc, seconds=round(time.time() - t0, 1), ids=ids,
-                outcomes=outcomes, started=started, errors=errors, kinds=dict(kinds))
+    return {"tool": tool, "tag": tag, "rc": rc, "seconds": round(time.time() - t0, 1), "ids": ids,
+            "outcomes": outcomes, "started": started, "errors": errors, "kinds": dict(kinds)}
 
 
 def main():
@@ -146,8 +149,9 @@ def main():
             if work.empty():
                 break
 
-    lines = [f"compute-sanitizer over {len(ids)} CUDA test cases (+ {args.large} under "
-             f"memcheck), {time.time() - t_start:.0f} s, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"]
+    lines = [(f"compute-sanitizer over {len(ids)} CUDA test cases (+ {args.large} under "
+              f"memcheck), {time.time() - t_start:.0f} s, "
+              f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")]
     summary = {}
     for tool in args.tools:
         rs = [r for r in results if r["tool"] == tool]
@@ -160,10 +164,10 @@ def main():
             kinds.update(r["kinds"])
         tool_crashes = [(i, rc) for t, i, rc in crashes if t == tool]
         died = [r for r in rs if r["rc"] not in (0, 1, 99)]
-        summary[tool] = dict(processes=len(rs), outcomes=dict(counts),
-                             errors=sum(r["errors"] for r in rs), kinds=dict(kinds),
-                             processes_died=len(died), crashed_twice=tool_crashes,
-                             not_run=[i for t, i in not_run if t == tool])
+        summary[tool] = {"processes": len(rs), "outcomes": dict(counts),
+                         "errors": sum(r["errors"] for r in rs), "kinds": dict(kinds),
+                         "processes_died": len(died), "crashed_twice": tool_crashes,
+                         "not_run": [i for t, i in not_run if t == tool]}
         lines.append(f"== {tool}: {len(rs)} processes ({len(died)} died and were resumed), "
                      f"outcomes {dict(counts)}, sanitizer errors {summary[tool]['errors']}")
         for k, n in kinds.most_common(12):
@@ -180,7 +184,7 @@ def main():
     with open(os.path.join(args.out, "summary.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(dict(summary=summary, results=results), f, indent=1)
+        json.dump({"summary": summary, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":
