@@ -202,8 +202,8 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
           PrefetchInput<kType>(x, in_row + (j + kPrefetchBlocks) * kSfVec);
 #if JAX_FP4_CPU_AVX2
           if constexpr (decltype(use_avx2)::value) {
-            const int code =
-                QuantizeMxfp8BlockAvx2<kType>(InputAt<kType>(x, in_row + j * kSfVec), out + j * kSfVec);
+            const int code = QuantizeMxfp8BlockAvx2<kType>(
+                InputAt<kType>(x, in_row + j * kSfVec), out + j * kSfVec);
             if (code >= 0) {
               scales[b * s.sf_size + addr.Offset(r, j)] = static_cast<uint8_t>(code);
               continue;
