@@ -1,12 +1,17 @@
 // CPU handlers of the block quantizers (fp4_quantize: NVFP4 and MXFP4; mxfp8_quantize).
 // Rows are split across threads; each block calls the shared recipe of common/block_scale.h.
 #include <cstring>
+#include <type_traits>
 
 #include "common/block_scale.h"
 #include "common/ffi_utils.h"
 #include "common/sf_layout.h"
 #include "cpu/isa.h"
 #include "handlers.h"
+
+#if JAX_FP4_CPU_AVX2
+#include <immintrin.h>
+#endif
 
 namespace jax_fp4::cpu {
 namespace {
@@ -51,11 +56,98 @@ float LoadInput(const void* base, int64_t i) {
 // otherwise waits for its loads (measured on a 2-core Xeon VM). Past a row's end it touches
 // the next row, or nothing (prefetches do not fault).
 template <InputType kType>
-void PrefetchInput(const void* base, int64_t i) {
+const void* InputAt(const void* base, int64_t i) {
   const size_t size = kType == InputType::kE4m3 ? 1 : kType == InputType::kF32 ? 4 : 2;
-  __builtin_prefetch(static_cast<const char*>(base) + static_cast<size_t>(i) * size);
+  return static_cast<const char*>(base) + static_cast<size_t>(i) * size;
+}
+
+template <InputType kType>
+void PrefetchInput(const void* base, int64_t i) {
+  __builtin_prefetch(InputAt<kType>(base, i));
 }
 constexpr int kPrefetchBlocks = 16;
+
+#if JAX_FP4_CPU_AVX2
+// E4M3 magnitude codes of 8 finite floats times a power of two `scale` (or 0): EncodeE4M3's
+// magic add, 8 lanes at a time. No flush to zero: the caller keeps blocks whose scale could
+// lift a subnormal input to a non-zero code off this path, and a subnormal product encodes to
+// 0 like the flushed one. Signs are added after packing.
+__attribute__((target("avx2"))) inline __m256i E4m3MagnitudesAvx2(__m256 x, __m256 scale) {
+  const __m256i y = _mm256_castps_si256(_mm256_mul_ps(x, scale));
+  const __m256i saturated = _mm256_min_epu32(_mm256_and_si256(y, _mm256_set1_epi32(kAbsMask)),
+                                             _mm256_set1_epi32(0x43E00000));  // 448
+  const __m256i magic = _mm256_max_epu32(
+      _mm256_add_epi32(_mm256_and_si256(saturated, _mm256_set1_epi32(kInfBits)),
+                       _mm256_set1_epi32(20 << 23)),
+      _mm256_set1_epi32((121 + 20) << 23));
+  const __m256i sum = _mm256_castps_si256(
+      _mm256_add_ps(_mm256_castsi256_ps(saturated), _mm256_castsi256_ps(magic)));
+  return _mm256_add_epi32(_mm256_and_si256(sum, _mm256_set1_epi32(0xFFFFF)),
+                          _mm256_sub_epi32(_mm256_srli_epi32(sum, 20),
+                                           _mm256_set1_epi32(8 * (121 + 20))));
+}
+
+// One whole MXFP8 block of bfloat16 or float32 input: the 32 E4M3 codes, and the UE8M0 byte
+// as the return value, or -1 (nothing written) for a block the scalar path must take: one
+// with inf or NaN (NaN codes and the all-NaN scale), or with a scale of 2^116 or more (code
+// < 12), under which a subnormal input (flushed by the recipe) could reach a non-zero code.
+// The block maximum is an integer max over |x| bits (phminposuw finds the max of 8 lanes of
+// complements); codes are packed 32 -> 16 -> 8 bits with the signs packed the same way from
+// the input bits, so that one lane permute puts the 32 bytes in order.
+template <InputType kType>
+__attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in, uint8_t* out) {
+  static_assert(kType == InputType::kBf16 || kType == InputType::kF32);
+  __m256 x[4];
+  __m256i signs, permute;
+  uint32_t max_bits;
+  if constexpr (kType == InputType::kBf16) {
+    const __m256i* p = static_cast<const __m256i*>(in);
+    const __m256i h0 = _mm256_loadu_si256(p), h1 = _mm256_loadu_si256(p + 1);
+    const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
+    const __m256i m = _mm256_max_epi16(_mm256_and_si256(h0, abs_mask),
+                                       _mm256_and_si256(h1, abs_mask));
+    const __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    max_bits = (~static_cast<uint32_t>(_mm_cvtsi128_si32(
+                   _mm_minpos_epu16(_mm_xor_si128(m8, _mm_set1_epi16(-1))))) & 0xFFFFu) << 16;
+    // Widening by unpacking: lane-wise, so [0-3 | 8-11] and [4-7 | 12-15], which packing
+    // undoes.
+    const __m256i zero = _mm256_setzero_si256();
+    x[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h0));
+    x[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h0));
+    x[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h1));
+    x[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h1));
+    signs = _mm256_packs_epi16(h0, h1);
+    permute = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+  } else {
+    const float* p = static_cast<const float*>(in);
+    for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(p + 8 * i);
+    const __m256i abs_mask = _mm256_set1_epi32(kAbsMask);
+    __m256i m = _mm256_and_si256(_mm256_castps_si256(x[0]), abs_mask);
+    for (int i = 1; i < 4; ++i)
+      m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(x[i]), abs_mask));
+    __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
+    max_bits = static_cast<uint32_t>(_mm_cvtsi128_si32(m4));
+    signs = _mm256_packs_epi16(
+        _mm256_packs_epi32(_mm256_castps_si256(x[0]), _mm256_castps_si256(x[1])),
+        _mm256_packs_epi32(_mm256_castps_si256(x[2]), _mm256_castps_si256(x[3])));
+    permute = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  }
+  if (max_bits >= kInfBits) return -1;
+  const BlockScale bs = BlockQuantizer<Recipe::kMxfp8, false>{}.Scale(BitsFloat(max_bits));
+  if (bs.code < 12u) return -1;
+  const __m256 scale = _mm256_set1_ps(bs.out_scale);
+  const __m256i codes = _mm256_packus_epi16(
+      _mm256_packus_epi32(E4m3MagnitudesAvx2(x[0], scale), E4m3MagnitudesAvx2(x[1], scale)),
+      _mm256_packus_epi32(E4m3MagnitudesAvx2(x[2], scale), E4m3MagnitudesAvx2(x[3], scale)));
+  const __m256i signed_codes =
+      _mm256_or_si256(codes, _mm256_and_si256(signs, _mm256_set1_epi8(static_cast<char>(0x80))));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_permutevar8x32_epi32(signed_codes, permute));
+  return static_cast<int>(bs.code);
+}
+#endif
 
 // Shapes of one quantizer call: `batch` independent [rows, cols] inputs, each quantized into
 // rows of `padded_cols` (>= cols, the MXFP8 alignment) and one scale buffer of `sf_size` bytes.
@@ -78,7 +170,8 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
   const SfAddressing addr = SfAddressing::Make(s.layout, blocks);
   // Zero first: padding rows/columns of swizzled buffers must read 0 (SPEC 3.4).
   std::memset(scales, 0, static_cast<size_t>(s.batch * s.sf_size));
-  const auto rows = [&](int64_t begin, int64_t end) {
+  // `use_avx2`: std::true_type only where QuantizeMxfp8BlockAvx2 applies (see the dispatch).
+  const auto rows = [&](auto use_avx2, int64_t begin, int64_t end) {
     float v[kSfVec];
     float out_scale_memo[256];  // NVFP4: output scale by scale byte, for the current row
     for (int64_t row = begin; row < end; ++row) {
@@ -107,6 +200,16 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
       for (int64_t j = 0; j < blocks; ++j) {
         if ((j + 1) * kSfVec <= s.cols) {  // a whole block of input: no per-element test
           PrefetchInput<kType>(x, in_row + (j + kPrefetchBlocks) * kSfVec);
+#if JAX_FP4_CPU_AVX2
+          if constexpr (decltype(use_avx2)::value) {
+            const int code = QuantizeMxfp8BlockAvx2<kType>(
+                InputAt<kType>(x, in_row + j * kSfVec), out + j * kSfVec);
+            if (code >= 0) {
+              scales[b * s.sf_size + addr.Offset(r, j)] = static_cast<uint8_t>(code);
+              continue;
+            }
+          }
+#endif
           for (int i = 0; i < kSfVec; ++i)
             v[i] = q.Prepare(LoadInput<kType>(x, in_row + j * kSfVec + i));
         } else {  // MXFP8 alignment padding: zeros past the input
@@ -153,8 +256,21 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
       }
     }
   };
-  ParallelFor(s.batch * s.rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
-              [&](int64_t begin, int64_t end) { RunBestIsa(rows, begin, end); });
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols));
+#if JAX_FP4_CPU_AVX2
+  if constexpr (kRecipe == Recipe::kMxfp8 &&
+                (kType == InputType::kBf16 || kType == InputType::kF32)) {
+    if (UseAvx2()) {
+      ParallelFor(s.batch * s.rows, grain, [&](int64_t begin, int64_t end) {
+        RunAvx2([&](int64_t b, int64_t e) { rows(std::true_type{}, b, e); }, begin, end);
+      });
+      return;
+    }
+  }
+#endif
+  ParallelFor(s.batch * s.rows, grain, [&](int64_t begin, int64_t end) {
+    RunBestIsa([&](int64_t b, int64_t e) { rows(std::false_type{}, b, e); }, begin, end);
+  });
 }
 
 template <Recipe kRecipe, bool kInputFp8>
