@@ -132,7 +132,7 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
   const ElementTable element(elem, plus_zero_code8);
   const int64_t prefault_rows =
       std::max<int64_t>(1, kPrefaultBytes / (d.last * static_cast<int64_t>(sizeof(Out))));
-  // `use_avx2`: std::true_type only where the AVX2 block decoders apply (see the dispatch).
+  // `use_avx2`: std::true_type only where the AVX2 block decoders apply (see ParallelRows in isa.h).
   const auto rows = [&](auto use_avx2, int64_t begin, int64_t end) {
     constexpr bool kAvx2 = decltype(use_avx2)::value;
     Out table[16];
@@ -183,20 +183,9 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
       }
     }
   };
-  const int64_t grain = std::max<int64_t>(1, (1 << 16) / d.last);
-#if JAX_FP4_CPU_AVX2
-  if constexpr (std::is_same_v<Out, float>) {
-    if (UseAvx2() && sf_vec_size % 16 == 0) {
-      ParallelFor(d.batch * d.rows, grain, [&](int64_t begin, int64_t end) {
-        RunAvx2([&](int64_t b, int64_t e) { rows(std::true_type{}, b, e); }, begin, end);
-      });
-      return;
-    }
-  }
-#endif
-  ParallelFor(d.batch * d.rows, grain, [&](int64_t begin, int64_t end) {
-    RunBestIsa([&](int64_t b, int64_t e) { rows(std::false_type{}, b, e); }, begin, end);
-  });
+  ParallelRows<std::is_same_v<Out, float>>(d.batch * d.rows,
+                                           std::max<int64_t>(1, (1 << 16) / d.last),
+                                           sf_vec_size % 16 == 0, rows);
 }
 
 template <typename Out, typename Convert>

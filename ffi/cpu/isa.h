@@ -7,6 +7,9 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
+
+#include "common/ffi_utils.h"
 
 namespace jax_fp4::cpu {
 
@@ -51,6 +54,27 @@ void RunBestIsa(const Body& body, int64_t begin, int64_t end) {
   if (UseAvx2()) return RunAvx2(body, begin, end);
 #endif
   RunBaseline(body, begin, end);
+}
+
+// Rows [0, n) over the thread pool (`grain` rows at least per task). `rows(kind, begin, end)`
+// is a generic lambda: with std::true_type it may use hand-written AVX2 code, instantiated
+// only where kHasAvx2Path; that version runs where `avx2_path` holds and the CPU has AVX2,
+// and rows(std::false_type, ...) runs with the best version for this CPU otherwise.
+template <bool kHasAvx2Path, typename Rows>
+void ParallelRows(int64_t n, int64_t grain, bool avx2_path, const Rows& rows) {
+#if JAX_FP4_CPU_AVX2
+  if constexpr (kHasAvx2Path) {
+    if (avx2_path && UseAvx2()) {
+      ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
+        RunAvx2([&](int64_t b, int64_t e) { rows(std::true_type{}, b, e); }, begin, end);
+      });
+      return;
+    }
+  }
+#endif
+  ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
+    RunBestIsa([&](int64_t b, int64_t e) { rows(std::false_type{}, b, e); }, begin, end);
+  });
 }
 
 }  // namespace jax_fp4::cpu

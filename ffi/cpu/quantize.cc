@@ -170,7 +170,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
   const SfAddressing addr = SfAddressing::Make(s.layout, blocks);
   // Zero first: padding rows/columns of swizzled buffers must read 0 (SPEC 3.4).
   std::memset(scales, 0, static_cast<size_t>(s.batch * s.sf_size));
-  // `use_avx2`: std::true_type only where QuantizeMxfp8BlockAvx2 applies (see the dispatch).
+  // `use_avx2`: std::true_type only where QuantizeMxfp8BlockAvx2 applies (see ParallelRows in isa.h).
   const auto rows = [&](auto use_avx2, int64_t begin, int64_t end) {
     float v[kSfVec];
     float out_scale_memo[256];  // NVFP4: output scale by scale byte, for the current row
@@ -256,21 +256,11 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
       }
     }
   };
-  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols));
-#if JAX_FP4_CPU_AVX2
-  if constexpr (kRecipe == Recipe::kMxfp8 &&
-                (kType == InputType::kBf16 || kType == InputType::kF32)) {
-    if (UseAvx2()) {
-      ParallelFor(s.batch * s.rows, grain, [&](int64_t begin, int64_t end) {
-        RunAvx2([&](int64_t b, int64_t e) { rows(std::true_type{}, b, e); }, begin, end);
-      });
-      return;
-    }
-  }
-#endif
-  ParallelFor(s.batch * s.rows, grain, [&](int64_t begin, int64_t end) {
-    RunBestIsa([&](int64_t b, int64_t e) { rows(std::false_type{}, b, e); }, begin, end);
-  });
+  constexpr bool kHasAvx2Path =
+      kRecipe == Recipe::kMxfp8 && (kType == InputType::kBf16 || kType == InputType::kF32);
+  ParallelRows<kHasAvx2Path>(s.batch * s.rows,
+                             std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
+                             true, rows);
 }
 
 template <Recipe kRecipe, bool kInputFp8>
