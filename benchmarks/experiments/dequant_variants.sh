@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Times dequantize kernel variants with ncu against a same-bytes copy kernel (H100/H200), one
 # rebuild each: groups per trip (kGroupsPerTrip) and the minimum resident blocks per SM of
-# __launch_bounds__ (register cap: 8 blocks of 256 threads = 32 registers).
-# Usage on the GPU machine, after a build: VARIANTS="4:0 2:8" bash benchmarks/experiments/dequant_variants.sh
+# __launch_bounds__ (register cap: 8 blocks of 256 threads = 32 registers), and for the
+# bulk-store (TMA) kernel of large problems its shared-memory stages and groups per trip
+# (stages 0: the register-store kernel for large problems too).
+# Usage on the GPU machine, after a build:
+#   VARIANTS="4:0:0 4:0:1:4 4:0:2:2" bash benchmarks/experiments/dequant_variants.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/variants}; mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
@@ -11,19 +14,26 @@ TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384 nvfp4_de
 UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 cp ffi/cuda/dequantize.cu /tmp/dequantize.cu.orig
 for v in ${VARIANTS:-"4:0 2:8 2:6 1:8"}; do
-  IFS=: read -r trip blocks <<< "$v"
+  IFS=: read -r trip blocks stages btrip <<< "$v"
   cp /tmp/dequantize.cu.orig ffi/cuda/dequantize.cu
   sed -i "s/constexpr int kGroupsPerTrip = 4;/constexpr int kGroupsPerTrip = $trip;/" ffi/cuda/dequantize.cu
+  if [ "${stages:-1}" = 0 ]; then
+    sed -i "s/else if (ComputeMajor() >= 9)/else if (false)/" ffi/cuda/dequantize.cu
+  elif [ -n "${stages:-}" ]; then
+    sed -i -e "s/constexpr int kBulkStages = 1;/constexpr int kBulkStages = $stages;/" \
+        -e "s/constexpr int kBulkGroupsPerTrip = 2;/constexpr int kBulkGroupsPerTrip = ${btrip:-2};/" ffi/cuda/dequantize.cu
+  fi
+  v=${v//:/_}
   [ "$blocks" != 0 ] && sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, $blocks)/" ffi/cuda/dequantize.cu
   grep -n "kGroupsPerTrip = \|__launch_bounds__" ffi/cuda/dequantize.cu | head -4
   $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
-      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_${trip}_${blocks}.log" 2>&1 || { echo "build failed"; continue; }
+      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_$v.log" 2>&1 || { echo "build failed"; continue; }
   timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
-      --profile-from-start off --log-file "$OUT/v_${trip}_${blocks}.csv" \
-      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/v_${trip}_${blocks}.json" --targets "$TARGETS" \
-      > "$OUT/v_${trip}_${blocks}.log" 2>&1
-  echo "== groups/trip $trip, min blocks/SM $blocks"
-  $PY benchmarks/kernel_vs_copy.py parse "$OUT/v_${trip}_${blocks}.csv" --manifest "$OUT/v_${trip}_${blocks}.json" | tail -n +3
+      --profile-from-start off --log-file "$OUT/v_$v.csv" \
+      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/v_$v.json" --targets "$TARGETS" \
+      > "$OUT/v_$v.log" 2>&1
+  echo "== groups/trip $trip, min blocks/SM $blocks, bulk stages ${stages:-1} x ${btrip:-4} groups"
+  $PY benchmarks/kernel_vs_copy.py parse "$OUT/v_$v.csv" --manifest "$OUT/v_$v.json" | tail -n +3
 done
 cp /tmp/dequantize.cu.orig ffi/cuda/dequantize.cu
 $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \

@@ -148,9 +148,11 @@ struct LaunchShape {
 // fewer threads, down to one warp, so that more multiprocessors share the work. `min_threads`
 // raises the grid for work that is not per item (the padding rows of a scale buffer).
 template <typename Kernel>
-LaunchShape ShapeForKernel(Kernel kernel, int64_t items, int per_thread, int64_t min_threads = 0) {
+LaunchShape ShapeForKernel(Kernel kernel, int64_t items, int per_thread, int64_t min_threads = 0,
+                           int dynamic_smem = 0) {
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0) != cudaSuccess ||
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, dynamic_smem) !=
+          cudaSuccess ||
       per_sm < 1)
     per_sm = 1;
   const int64_t sms = SmCount();

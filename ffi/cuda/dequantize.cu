@@ -162,6 +162,72 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Large problems on sm_90+: the block decodes a tile of blockDim.x * kTrip consecutive groups
+// (one contiguous piece of the output) into shared memory and one thread writes it with a
+// bulk copy (TMA). The register-file stores of BlockDequantizeKernel keep its warps waiting:
+// at 16384^2 it is latency-bound at ~83% of a copy kernel, while a write-only bulk-store
+// kernel reaches more than the copy (benchmarks/experiments/bandwidth_mix.cu).
+constexpr int kBulkStages = 1;
+constexpr int kBulkGroupsPerTrip = 2;
+
+template <typename Out, ElementRecipe kRecipe, int kTrip>
+__global__ void __launch_bounds__(kThreads)
+    BlockDequantizeBulkKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
+                         const float* __restrict__ global_scale, GroupOut<Out>* __restrict__ out,
+                         DequantizeParams p) {
+  extern __shared__ __align__(128) uint4 tiles[];
+  const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup);
+  const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
+  const uint32_t threads = blockDim.x;
+  const uint32_t tile_groups = threads * kTrip;
+  uint32_t stage = 0;
+  for (uint32_t base = blockIdx.x * tile_groups; base < total;
+       base += gridDim.x * tile_groups, stage = (stage + 1) % kBulkStages) {
+    GroupOut<Out> v[kTrip];
+#pragma unroll
+    for (int u = 0; u < kTrip; ++u) {
+      const uint32_t g = base + u * threads + threadIdx.x;
+      if (g < total)
+        v[u] = FinishGroup<Out, kRecipe>(
+            LoadGroup<kRecipe>(codes, scales, global_scale, p, g, groups_per_row), p);
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    constexpr int kWords = GroupOut<Out>::kWords;
+    uint4* tile = tiles + stage * tile_groups * kWords;
+    // The bulk store issued kBulkStages tiles ago must have read this stage's buffer.
+    if (threadIdx.x == 0)
+      asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(kBulkStages - 1) : "memory");
+    __syncthreads();
+#pragma unroll
+    for (int u = 0; u < kTrip; ++u) {
+      const uint32_t local = u * threads + threadIdx.x;
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) tile[local * kWords + w] = v[u].v[w];
+    }
+    // Shared-memory writes become visible to the bulk copy (the async proxy).
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const uint32_t bytes = min(tile_groups, total - base) * uint32_t{sizeof(GroupOut<Out>)};
+      asm volatile(
+          "cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(out + base),
+          "r"(static_cast<uint32_t>(__cvta_generic_to_shared(tile))), "r"(bytes)
+          : "memory");
+      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    }
+#else  // PTX JIT-compiled for an older GPU: plain stores
+#pragma unroll
+    for (int u = 0; u < kTrip; ++u) {
+      const uint32_t g = base + u * threads + threadIdx.x;
+      if (g < total) out[g] = v[u];
+    }
+#endif
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+#endif
+}
+
 template <typename Out, int kTrip>
 void LaunchDequantizeTrip(cudaStream_t stream, const uint8_t* codes, const uint8_t* scales,
                           const float* gs, GroupOut<Out>* out, const DequantizeParams& p,
@@ -172,6 +238,23 @@ void LaunchDequantizeTrip(cudaStream_t stream, const uint8_t* codes, const uint8
              : p.plus_zero_code8 ? BlockDequantizeKernel<Out, ElementRecipe::kE2m1PlusZeroCode8, kTrip>
                                  : BlockDequantizeKernel<Out, ElementRecipe::kE2m1, kTrip>;
   kernel<<<shape.grid, shape.threads, 0, stream>>>(codes, scales, gs, out, p);
+}
+
+template <typename Out>
+void LaunchBulkDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* scales,
+                          const float* gs, GroupOut<Out>* out, const DequantizeParams& p,
+                          int64_t groups) {
+  constexpr int kTrip = kBulkGroupsPerTrip;
+  auto kernel = BlockDequantizeBulkKernel<Out, ElementRecipe::kE4m3, kTrip>;
+  if (p.element_format == ElementFormat::kE2m1)
+    kernel = p.device_math       ? BlockDequantizeBulkKernel<Out, ElementRecipe::kE2m1DeviceMath, kTrip>
+             : p.plus_zero_code8 ? BlockDequantizeBulkKernel<Out, ElementRecipe::kE2m1PlusZeroCode8, kTrip>
+                                 : BlockDequantizeBulkKernel<Out, ElementRecipe::kE2m1, kTrip>;
+  const int smem = kBulkStages * kThreads * kTrip * static_cast<int>(sizeof(GroupOut<Out>));
+  if (smem > 48 * 1024)  // above the default dynamic shared memory limit: opt in
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  const LaunchShape shape = ShapeForKernel(kernel, groups, kTrip, 0, smem);
+  kernel<<<shape.grid, kThreads, smem, stream>>>(codes, scales, gs, out, p);
 }
 
 template <typename Out>
@@ -187,6 +270,8 @@ void LaunchDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* 
                      kGroupsPerTrip);
   if (shape.single)
     LaunchDequantizeTrip<Out, 1>(stream, codes, scales, gs, o, p, shape);
+  else if (ComputeMajor() >= 9)
+    LaunchBulkDequantize<Out>(stream, codes, scales, gs, o, p, groups);
   else
     LaunchDequantizeTrip<Out, kGroupsPerTrip>(stream, codes, scales, gs, o, p, shape);
 }

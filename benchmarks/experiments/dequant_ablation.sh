@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Where the dequantizer's time goes: the committed kernel with parts of its work replaced by
+# constants (one rebuild each), timed with ncu against a same-bytes copy kernel. A variant
+# that gets much faster names the part that limits the kernel.
+# Usage on the GPU machine, after a build:
+#   VARIANTS="base noscale nocodes noloads" bash benchmarks/experiments/dequant_ablation.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/ablation}; mkdir -p "$OUT"
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384"}
+UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
+SRC=ffi/cuda/dequantize.cu
+NOSCALE='s/in.scale_byte = scales\[.*\];/in.scale_byte = 0x38u + (g \& 1u);/'
+NOCODES='s/in.bits = reinterpret_cast<const uint(32|64)_t\*>\(codes\)\[g\];/in.bits = g * 0x9E3779B9u;/'
+NOGSCALE='s/in.g_scale = global_scale\[b\];/in.g_scale = 1.0f;/'
+cp $SRC /tmp/dequantize.cu.orig
+for v in ${VARIANTS:-"base noscale nocodes noloads"}; do
+  cp /tmp/dequantize.cu.orig $SRC
+  case $v in
+    base) ;;
+    noscale) sed -i -E "$NOSCALE" $SRC ;;
+    nocodes) sed -i -E "$NOCODES" $SRC ;;
+    nogscale) sed -i -E "$NOGSCALE" $SRC ;;
+    noloads) sed -i -E -e "$NOSCALE" -e "$NOCODES" -e "$NOGSCALE" $SRC ;;
+    minblocks8) sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, 8)/" $SRC ;;
+    *) echo "unknown variant $v"; continue ;;
+  esac
+  diff /tmp/dequantize.cu.orig $SRC | grep '^>' | head -4
+  $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_$v.log" 2>&1 || { echo "build failed"; continue; }
+  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
+      --profile-from-start off --log-file "$OUT/a_$v.csv" \
+      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/a_$v.json" --targets "$TARGETS" \
+      > "$OUT/a_$v.log" 2>&1
+  echo "== $v"
+  $PY benchmarks/kernel_vs_copy.py parse "$OUT/a_$v.csv" --manifest "$OUT/a_$v.json" | tail -n +3
+done
+cp /tmp/dequantize.cu.orig $SRC
+$PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+    -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > /dev/null 2>&1
