@@ -76,11 +76,12 @@ if has detail; then
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
         --section SchedulerStats --section Occupancy --section LaunchStats \
         --section MemoryWorkloadAnalysis \
+        --metrics dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sectors_srcunit_tex_op_read.sum,lts__t_sectors_srcunit_tex_op_read_lookup_miss.sum \
         $PY benchmarks/bench.py --ncu-target "$t" --ncu-reps 1 --out "$LOG" \
         > "$LOG/detail_${t//,/_}.txt" 2>&1
     echo "detail $t: exit $?"
-    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Issue Slots Busy|Issued Ipc|Achieved Occupancy|Registers Per|No Eligible|Warp Cycles Per Issued" \
-        "$LOG/detail_${t//,/_}.txt" | head -20
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Issue Slots Busy|Issued Ipc|Achieved Occupancy|Registers Per|No Eligible|Warp Cycles Per Issued|dram__bytes|lts__t_sectors" \
+        "$LOG/detail_${t//,/_}.txt" | head -24
   done
 fi
 if has decode; then

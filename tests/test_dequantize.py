@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 
+import jax
+import jax.numpy as jnp
 import np_reference as R
 import numpy as np
 import pytest
@@ -14,7 +16,9 @@ from conftest import (
     DTYPES,
     E4M3,
     assert_f32_bits_equal,
+    on,
     random_input,
+    require_platform,
     run,
     seed_of,
     typical_scale,
@@ -237,3 +241,63 @@ def test_round_trip_mxfp8(dtype, layout, platform):
         assert np.isfinite(xf).all()
         err = np.abs(xh - xf)
         assert (err <= 0.0625 * np.abs(xf) + 1e-4 * _block_amax(x, 32)).all()
+
+
+# ---------------------------------------------------------------------------
+# The large-problem CUDA kernel (bulk stores; row tiles for the swizzled layouts)
+# ---------------------------------------------------------------------------
+
+# Problems of more than one full wave of the GPU (over ~4.3M elements on an H100) take the
+# bulk-store kernel, whose tiles follow rows in bands of 128 (or 8) rows when the layout is
+# swizzled and a row splits into whole 4096-element segments: shapes with a partial last
+# band, a batch that splits a band, rows that do not split into whole segments (flat tiles),
+# and each element recipe and output width. (op, batch, M, K, layout, output dtype)
+LARGE_CASES = {
+    "nvfp4-128x4-partial-band": ("nvfp4", 0, 1100, 8192, "128x4", "float32"),
+    "nvfp4-8x4-partial-band": ("nvfp4", 0, 700, 16384, "8x4", "float32"),
+    "nvfp4-128x4-flat-tiles": ("nvfp4", 0, 1200, 4608, "128x4", "float32"),
+    "nvfp4-128x4-bf16-vmap": ("nvfp4", 2, 600, 8192, "128x4", "bfloat16"),
+    "mxfp8-128x4-f16": ("mxfp8", 0, 1030, 8192, "128x4", "float16"),
+    "mxfp8-8x4-f32": ("mxfp8", 0, 520, 12288, "8x4", "float32"),
+    "mxfp4-linear-f32": ("mxfp4", 0, 640, 8192, "linear", "float32"),
+    "nvfp4-kv-bf16": ("kv", 0, 40000, 128, "linear", "bfloat16"),
+}
+
+
+def _large_case_fn(op: str, layout: str, out_dtype):
+    sl = LAYOUTS[layout][2]
+    if op == "nvfp4":
+        return lambda q, sf: F.nvfp4_dequantize(q, sf, np.float32(3.0), sl, out_dtype)
+    if op == "mxfp8":
+        return lambda q, sf: F.mxfp8_dequantize(q, sf, sf_swizzle_layout=sl, dtype=out_dtype)
+    if op == "mxfp4":
+        return lambda q, sf: F.mxfp4_dequantize(q, sf, sl)
+    return lambda q, sf: F.nvfp4_kv_dequantize(q, sf, np.float32(0.37), out_dtype)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", LARGE_CASES)
+def test_large_dequantize_on_gpu_matches_cpu(case, gpu="cuda"):
+    require_platform(gpu)
+    op, batch, M, K, layout, out_dtype = LARGE_CASES[case]
+    rng = np.random.default_rng(seed_of("large-dequantize", case))
+    code_cols, vec = (K, 32) if op == "mxfp8" else (K // 2, 32 if op == "mxfp4" else 16)
+    lead = (batch,) if batch else ()
+    codes = rng.integers(0, 256, (*lead, M, code_cols), dtype=np.uint8)
+    if op == "kv":
+        scales = rng.integers(0, 256, (*lead, M, K // vec), dtype=np.uint8)
+    else:
+        size = R.sf_buffer_size(int(LAYOUTS[layout][2]), M, K // vec)
+        scales = rng.integers(0, 256, (*lead, size), dtype=np.uint8)
+    fn = _large_case_fn(op, layout, jnp.dtype(out_dtype))
+    if batch:
+        fn = jax.vmap(fn)
+    fn = jax.jit(fn)
+    got = fn(*on(gpu, codes, scales))
+    want = fn(*on("cpu", codes, scales))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if got.dtype == jnp.float32:
+        assert_f32_bits_equal(got, want, case)
+    else:  # 16-bit: the bits, NaN positions compared as in assert_f32_bits_equal
+        assert_f32_bits_equal(np.asarray(got).astype(np.float32),
+                              np.asarray(want).astype(np.float32), case)

@@ -23,6 +23,7 @@ for v in ${VARIANTS:-"base noscale nocodes noloads"}; do
     nocodes) sed -i -E "$NOCODES" $SRC ;;
     nogscale) sed -i -E "$NOGSCALE" $SRC ;;
     noloads) sed -i -E -e "$NOSCALE" -e "$NOCODES" -e "$NOGSCALE" $SRC ;;
+    flat) sed -i "s/constexpr bool kRowTiles = true;/constexpr bool kRowTiles = false;/" $SRC ;;
     minblocks8) sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, 8)/" $SRC ;;
     *) echo "unknown variant $v"; continue ;;
   esac

@@ -10,6 +10,17 @@
 namespace jax_fp4::cuda {
 namespace {
 
+// Tiles of the bulk-store kernel when they follow rows: row segments of `tile_groups` groups,
+// visited in bands of `band` rows (the rows whose scales share the swizzled layouts' 512- or
+// 32-byte chunks), segment by segment within a band, so that the blocks running at one time
+// read each chunk of scales together; in flat order a chunk's 4-byte pieces were read by
+// blocks far apart in time, and each block's scale loads fetched sectors it used 1/8 of.
+struct RowTiles {
+  bool enabled = false;
+  uint32_t segments = 1, band = 1, band_shift = 0;  // band = 2^band_shift rows
+  FastDiv32 band_tiles_div;                          // tiles in a full band: band * segments
+};
+
 struct DequantizeParams {
   int64_t batch, rows, cols, sf_vec_size, layout, sf_size;
   ElementFormat element_format;
@@ -17,6 +28,7 @@ struct DequantizeParams {
   bool plus_zero_code8, device_math;
   SfAddressing sf_addr;
   FastDiv32 groups_per_row_div, rows_div, sf_vec_div;
+  RowTiles row_tiles;  // BlockDequantizeBulkKernel's tile order
 };
 
 struct Bf16Out { static constexpr bool kBf16 = true; uint16_t bits; };
@@ -169,31 +181,47 @@ __global__ void __launch_bounds__(kThreads)
 // kernel reaches more than the copy (benchmarks/experiments/bandwidth_mix.cu).
 constexpr int kBulkStages = 1;
 constexpr int kBulkGroupsPerTrip = 2;
+constexpr bool kRowTiles = true;
 
 template <typename Out, ElementRecipe kRecipe, int kTrip>
 __global__ void __launch_bounds__(kThreads)
     BlockDequantizeBulkKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
                          const float* __restrict__ global_scale, GroupOut<Out>* __restrict__ out,
                          DequantizeParams p) {
-  extern __shared__ __align__(128) uint4 tiles[];
+  extern __shared__ __align__(128) uint4 tile_buffers[];
   const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
   const uint32_t threads = blockDim.x;
   const uint32_t tile_groups = threads * kTrip;
+  const RowTiles& rt = p.row_tiles;
+  const uint32_t rows_total = static_cast<uint32_t>(p.batch * p.rows);
+  const uint32_t tiles = rt.enabled ? rows_total * rt.segments : (total + tile_groups - 1) / tile_groups;
   uint32_t stage = 0;
-  for (uint32_t base = blockIdx.x * tile_groups; base < total;
-       base += gridDim.x * tile_groups, stage = (stage + 1) % kBulkStages) {
+  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x, stage = (stage + 1) % kBulkStages) {
+    // The tile: groups [base, base + count) of the flattened output.
+    uint32_t base = t * tile_groups, count = min(tile_groups, total - base);
+    if (rt.enabled) {
+      const uint32_t band = rt.band_tiles_div.Div(t);
+      const uint32_t in_band = t - band * rt.band * rt.segments;
+      const uint32_t first_row = band * rt.band;
+      const uint32_t height = min(rt.band, rows_total - first_row);
+      // segment-major within the band; only the last band can be shorter than 2^band_shift
+      const uint32_t seg = height == rt.band ? in_band >> rt.band_shift : in_band / height;
+      const uint32_t row = first_row + (in_band - seg * height);
+      base = row * groups_per_row + seg * tile_groups;
+      count = min(tile_groups, groups_per_row - seg * tile_groups);
+    }
     GroupOut<Out> v[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t g = base + u * threads + threadIdx.x;
-      if (g < total)
+      const uint32_t local = u * threads + threadIdx.x;
+      if (local < count)
         v[u] = FinishGroup<Out, kRecipe>(
-            LoadGroup<kRecipe>(codes, scales, global_scale, p, g, groups_per_row), p);
+            LoadGroup<kRecipe>(codes, scales, global_scale, p, base + local, groups_per_row), p);
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int kWords = GroupOut<Out>::kWords;
-    uint4* tile = tiles + stage * tile_groups * kWords;
+    uint4* tile = tile_buffers + stage * tile_groups * kWords;
     // The bulk store issued kBulkStages tiles ago must have read this stage's buffer.
     if (threadIdx.x == 0)
       asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(kBulkStages - 1) : "memory");
@@ -208,7 +236,7 @@ __global__ void __launch_bounds__(kThreads)
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
     if (threadIdx.x == 0) {
-      const uint32_t bytes = min(tile_groups, total - base) * uint32_t{sizeof(GroupOut<Out>)};
+      const uint32_t bytes = count * uint32_t{sizeof(GroupOut<Out>)};
       asm volatile(
           "cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(out + base),
           "r"(static_cast<uint32_t>(__cvta_generic_to_shared(tile))), "r"(bytes)
@@ -218,8 +246,8 @@ __global__ void __launch_bounds__(kThreads)
 #else  // PTX JIT-compiled for an older GPU: plain stores
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t g = base + u * threads + threadIdx.x;
-      if (g < total) out[g] = v[u];
+      const uint32_t local = u * threads + threadIdx.x;
+      if (local < count) out[base + local] = v[u];
     }
 #endif
   }
@@ -242,9 +270,23 @@ void LaunchDequantizeTrip(cudaStream_t stream, const uint8_t* codes, const uint8
 
 template <typename Out>
 void LaunchBulkDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* scales,
-                          const float* gs, GroupOut<Out>* out, const DequantizeParams& p,
+                          const float* gs, GroupOut<Out>* out, DequantizeParams p,
                           int64_t groups) {
   constexpr int kTrip = kBulkGroupsPerTrip;
+  // Row tiles when rows split into segments with little waste (at most 1/8 of the threads
+  // idle in a row's last segment); the linear layout gains nothing from them.
+  const int64_t tile_groups = int64_t{kThreads} * kTrip;
+  const int64_t groups_per_row = p.cols / kGroup;
+  const int64_t segments = (groups_per_row + tile_groups - 1) / tile_groups;
+  const int band_shift = p.sf_addr.row_tile_shift;
+  if (kRowTiles && band_shift > 0 && segments * tile_groups * 8 <= groups_per_row * 9 &&
+      p.batch * p.rows * segments < (int64_t{1} << 31)) {
+    p.row_tiles.enabled = true;
+    p.row_tiles.segments = static_cast<uint32_t>(segments);
+    p.row_tiles.band_shift = static_cast<uint32_t>(band_shift);
+    p.row_tiles.band = 1u << band_shift;
+    p.row_tiles.band_tiles_div = FastDiv32::Make(segments << band_shift);
+  }
   auto kernel = BlockDequantizeBulkKernel<Out, ElementRecipe::kE4m3, kTrip>;
   if (p.element_format == ElementFormat::kE2m1)
     kernel = p.device_math       ? BlockDequantizeBulkKernel<Out, ElementRecipe::kE2m1DeviceMath, kTrip>
