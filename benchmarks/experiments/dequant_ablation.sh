@@ -11,9 +11,9 @@ PY=${PYTHON:-python3}
 TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384"}
 UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 SRC=ffi/cuda/dequantize.cu
-NOSCALE='s/in.scale_byte = scales\[.*\];/in.scale_byte = 0x38u + (g \& 1u);/'
+NOSCALE='s/in.scale_byte = row.sf\[.*\];/in.scale_byte = 0x38u + (g \& 1u);/'
 NOCODES='s/in.bits = reinterpret_cast<const uint(32|64)_t\*>\(codes\)\[g\];/in.bits = g * 0x9E3779B9u;/'
-NOGSCALE='s/in.g_scale = global_scale\[b\];/in.g_scale = 1.0f;/'
+NOGSCALE='s/in.g_scale = \*row.global_scale;/in.g_scale = 1.0f;/'
 cp $SRC /tmp/dequantize.cu.orig
 for v in ${VARIANTS:-"base noscale nocodes noloads"}; do
   cp /tmp/dequantize.cu.orig $SRC

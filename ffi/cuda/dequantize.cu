@@ -83,6 +83,35 @@ struct GroupIn {
   float g_scale;
 };
 
+// A row's scale bytes (the row part of the layout's offset applied) and its global scale.
+struct RowRef {
+  const uint8_t* sf;
+  const float* global_scale;
+};
+
+__device__ __forceinline__ RowRef RowOf(const uint8_t* __restrict__ scales,
+                                        const float* __restrict__ global_scale,
+                                        const DequantizeParams& p, uint32_t row) {
+  const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
+  const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
+  return {scales + b * p.sf_size + p.sf_addr.RowPart(r), global_scale + b};
+}
+
+// Group g, whose first element is in column `col` of its row.
+template <ElementRecipe kRecipe>
+__device__ __forceinline__ GroupIn LoadGroupInRow(const uint8_t* __restrict__ codes,
+                                                  const RowRef& row, const DequantizeParams& p,
+                                                  uint32_t g, uint32_t col) {
+  GroupIn in;
+  // (sf_vec_size is any multiple of 8: a 64-bit division here cost ~20 instructions a group)
+  in.scale_byte = row.sf[p.sf_addr.ColPart(p.sf_vec_div.Div(col))];
+  in.g_scale = *row.global_scale;
+  constexpr int kCodeBytes = kRecipe != ElementRecipe::kE4m3 ? kGroup / 2 : kGroup;
+  if constexpr (kCodeBytes == 4) in.bits = reinterpret_cast<const uint32_t*>(codes)[g];
+  else in.bits = reinterpret_cast<const uint64_t*>(codes)[g];
+  return in;
+}
+
 template <ElementRecipe kRecipe>
 __device__ __forceinline__ GroupIn LoadGroup(const uint8_t* __restrict__ codes,
                                              const uint8_t* __restrict__ scales,
@@ -91,16 +120,7 @@ __device__ __forceinline__ GroupIn LoadGroup(const uint8_t* __restrict__ codes,
                                              uint32_t groups_per_row) {
   const uint32_t row = p.groups_per_row_div.Div(g);
   const uint32_t col = (g - row * groups_per_row) * kGroup;
-  const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
-  const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
-  GroupIn in;
-  // (sf_vec_size is any multiple of 8: a 64-bit division here cost ~20 instructions a group)
-  in.scale_byte = scales[b * p.sf_size + p.sf_addr.Offset(r, p.sf_vec_div.Div(col))];
-  in.g_scale = global_scale[b];
-  constexpr int kCodeBytes = kRecipe != ElementRecipe::kE4m3 ? kGroup / 2 : kGroup;
-  if constexpr (kCodeBytes == 4) in.bits = reinterpret_cast<const uint32_t*>(codes)[g];
-  else in.bits = reinterpret_cast<const uint64_t*>(codes)[g];
-  return in;
+  return LoadGroupInRow<kRecipe>(codes, RowOf(scales, global_scale, p, row), p, g, col);
 }
 
 template <typename Out, ElementRecipe kRecipe>
@@ -198,8 +218,11 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t tiles = rt.enabled ? rows_total * rt.segments : (total + tile_groups - 1) / tile_groups;
   uint32_t stage = 0;
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x, stage = (stage + 1) % kBulkStages) {
-    // The tile: groups [base, base + count) of the flattened output.
+    // The tile: groups [base, base + count) of the flattened output; in row tiles, of row
+    // `row` from column `first_col` (its row's addressing is done once here).
     uint32_t base = t * tile_groups, count = min(tile_groups, total - base);
+    uint32_t first_col = 0;
+    RowRef row_ref{};
     if (rt.enabled) {
       const uint32_t band = rt.band_tiles_div.Div(t);
       const uint32_t in_band = t - band * rt.band * rt.segments;
@@ -210,14 +233,20 @@ __global__ void __launch_bounds__(kThreads)
       const uint32_t row = first_row + (in_band - seg * height);
       base = row * groups_per_row + seg * tile_groups;
       count = min(tile_groups, groups_per_row - seg * tile_groups);
+      first_col = seg * tile_groups * kGroup;
+      row_ref = RowOf(scales, global_scale, p, row);
     }
     GroupOut<Out> v[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
       const uint32_t local = u * threads + threadIdx.x;
-      if (local < count)
-        v[u] = FinishGroup<Out, kRecipe>(
-            LoadGroup<kRecipe>(codes, scales, global_scale, p, base + local, groups_per_row), p);
+      if (local >= count) continue;
+      const GroupIn in =
+          rt.enabled ? LoadGroupInRow<kRecipe>(codes, row_ref, p, base + local,
+                                               first_col + local * kGroup)
+                     : LoadGroup<kRecipe>(codes, scales, global_scale, p, base + local,
+                                          groups_per_row);
+      v[u] = FinishGroup<Out, kRecipe>(in, p);
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int kWords = GroupOut<Out>::kWords;

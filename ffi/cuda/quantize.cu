@@ -150,6 +150,9 @@ constexpr int64_t kMaxBlocks = (int64_t{1} << 32) - (int64_t{1} << 28);
 // padding outweighs the blocks (M = 1 pads 127 rows of a 128x4 layout).
 constexpr int64_t kPadWordsPerThread = 4;
 
+// Decode shapes take SplitBlockQuantizeKernel (a switch for A/B runs).
+constexpr bool kSplitSmallProblems = true;
+
 // The kernels' 32-bit index ranges: scale blocks and padding words of the scale buffer.
 ffi::Error CheckIndexRange(const char* op, const Dims3& d, int64_t layout,
                            int64_t blocks_per_row) {
@@ -333,6 +336,89 @@ __global__ void __launch_bounds__(kThreads, 4)
   ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
 }
 
+// Problems under a full wave (decode shapes): a scale block is split over kLanes adjacent
+// lanes, one 16-byte input load each (NVFP4: 2 lanes, MXFP4/MXFP8: 4, float32 input: 8), and
+// the block maximum is reduced with shuffles. Per thread that is 1/kLanes of the serial work
+// of BlockQuantizeKernel's one block per thread, and a far smaller kernel (cold instruction
+// fetch is a large part of a launch this size). The same recipe calls in the same order, so
+// the bytes are those of BlockQuantizeKernel; 4over6 (whole-block error sums) stays there.
+template <Recipe kRecipe, bool kInputFp8, InputType kType>
+__global__ void __launch_bounds__(kThreads)
+    SplitBlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
+                             uint8_t* __restrict__ codes, uint8_t* __restrict__ scales,
+                             QuantizeParams p) {
+  using Q = BlockQuantizer<kRecipe, kInputFp8>;
+  using In = InputTraits<kType>;
+  constexpr int kLanes = BlockWork<Q, In>::kLoads;  // a power of two dividing 32
+  constexpr int kElems = In::kElems;
+  constexpr int kOutWords = Q::kFp4Out ? kElems / 8 : kElems / 4;  // a lane's code words
+  static_assert(kLanes >= 2 && 32 % kLanes == 0 && kOutWords >= 1, "no split for this input");
+  const uint32_t blocks_per_row = static_cast<uint32_t>(p.padded_cols / Q::kSfVec);
+  const uint32_t in_blocks_per_row = static_cast<uint32_t>(p.cols / Q::kSfVec);
+  const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * blocks_per_row);
+  const uint32_t total_lanes = total * kLanes;
+  const uint32_t stride = gridDim.x * blockDim.x;
+  const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
+  const uint32_t lane = threadIdx.x & 31u;
+  WaitForPreviousGrid();
+  // Every lane of a warp runs the same trips (the shuffles); past the end they do nothing.
+  for (uint32_t t = blockIdx.x * blockDim.x + threadIdx.x; t - lane < total_lanes; t += stride) {
+    const uint32_t blk = t / kLanes, part = t % kLanes;
+    const bool valid = t < total_lanes;
+    const uint32_t row = p.blocks_per_row_div.Div(blk);
+    const uint32_t col = blk - row * blocks_per_row;
+    const bool keep = valid && (p.row_mask == nullptr || p.row_mask[row] != 0);
+    uint4 raw[1] = {make_uint4(0, 0, 0, 0)};
+    if (keep && col < in_blocks_per_row)
+      raw[0] = x[(int64_t{row} * in_blocks_per_row + col) * kLanes + part];
+    const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
+    const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
+    Q q;
+    if (Q::kUsesGlobalScale && valid)
+      q.InitRow(global_scale[one_scale ? 0 : b * p.global_scales_per_batch +
+                                                 (p.global_scales_per_batch == 1 ? 0 : r)],
+                p.scale_mode, p.runtime_zero);
+    float f[kElems];
+#pragma unroll
+    for (int i = 0; i < kElems; ++i) f[i] = q.Prepare(In::Get(raw[0], i));
+    bool nan_free;
+    float amax = In::BlockAbsMax(raw, f, nan_free);
+    // fmaxf drops NaN operands as the whole-block maximum does, so the order does not matter.
+#pragma unroll
+    for (int offset = 1; offset < kLanes; offset <<= 1) {
+      amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, offset));
+      nan_free = __shfl_xor_sync(0xFFFFFFFFu, nan_free ? 1 : 0, offset) != 0 && nan_free;
+    }
+    if (!valid) continue;
+    uint32_t w[kOutWords], code = 0;
+#pragma unroll
+    for (int i = 0; i < kOutWords; ++i) w[i] = 0;
+    if (keep) {
+      const BlockScale bs = q.Scale(amax);
+      code = bs.code;
+      if constexpr (Q::kFp4Out) {
+        // BlockQuantizeKernel's sign shortcut (see QuantizeBlock), decided for the whole block.
+        if (kElems == 8 && nan_free && fabsf(Mul(Ftz(amax), bs.out_scale)) <= 6.5f) {
+          if constexpr (kElems == 8) w[0] = Q::Encode8Magnitudes(f, bs.out_scale) | SignNibbles16(raw[0]);
+        } else {
+#pragma unroll
+          for (int g = 0; g < kOutWords; ++g) w[g] = Q::Encode8(f + 8 * g, bs.out_scale);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kElems; i += 4)
+          w[i / 4] = Q::EncodePairE4M3(f[i], f[i + 1], bs.out_scale) |
+                     (Q::EncodePairE4M3(f[i + 2], f[i + 3], bs.out_scale) << 16);
+      }
+    }
+    StoreWords(codes + int64_t{t} * (kOutWords * 4), w);
+    if (part == 0)
+      StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, col, blocks_per_row, code);
+  }
+  AllowNextGrid();
+  ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+}
+
 // Per-token NVFP4: one thread block per row (grid-strided). Pass 1 takes the row maximum,
 // pass 2 quantizes a scale block per thread with the row's own scale; the second read of the
 // row mostly hits L2.
@@ -409,6 +495,16 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
   const LaunchShape shape =
       ShapeForKernel(kernel, blocks, BlockWork<Q, InputTraits<kType>>::kPerTrip, pad_threads);
   p.one_block_per_thread = shape.single;
+  if constexpr (!kFourOverSix && BlockWork<Q, InputTraits<kType>>::kLoads >= 2) {
+    if (shape.single && kSplitSmallProblems) {
+      auto split = SplitBlockQuantizeKernel<kRecipe, kInputFp8, kType>;
+      const int64_t lanes = blocks * BlockWork<Q, InputTraits<kType>>::kLoads;
+      const LaunchShape split_shape = ShapeForKernel(split, lanes, 1, pad_threads);
+      LaunchMaybePdl(split, split_shape.grid, split_shape.threads, stream, p.pdl,
+                     static_cast<const uint4*>(x), gs, codes, sf, p);
+      return;
+    }
+  }
   LaunchMaybePdl(kernel, shape.grid, shape.threads, stream, p.pdl, static_cast<const uint4*>(x),
                  gs, codes, sf, p);
 }
