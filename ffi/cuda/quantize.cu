@@ -206,10 +206,13 @@ __device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q
   return bs.code;
 }
 
-// Stores a block's codes (8, 16 or 32 bytes) with 8- or 16-byte stores.
+// Stores a block's (or a lane's) codes: 4, 8, 16 or 32 bytes, in 4-, 8- or 16-byte stores.
 template <int kWords>
 __device__ __forceinline__ void StoreWords(uint8_t* dst, const uint32_t (&w)[kWords]) {
-  if constexpr (kWords == 2) {
+  static_assert(kWords == 1 || kWords == 2 || kWords % 4 == 0, "4, 8 or 16k bytes");
+  if constexpr (kWords == 1) {
+    *reinterpret_cast<uint32_t*>(dst) = w[0];
+  } else if constexpr (kWords == 2) {
     *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
   } else {
 #pragma unroll
