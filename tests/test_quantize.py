@@ -26,6 +26,7 @@ from conftest import (
     cast,
     on,
     random_input,
+    require_platform,
     run,
     seed_of,
     to_np,
@@ -683,3 +684,46 @@ def test_output_device(platform):
     q, sf = F.fp4_quantize(x, jnp.float32(1.0))
     assert {d.platform for d in q.devices()} == {jax.devices(platform)[0].platform}
     assert {d.platform for d in sf.devices()} == {jax.devices(platform)[0].platform}
+
+
+# ---------------------------------------------------------------------------
+# CUDA kernel paths by problem size
+# ---------------------------------------------------------------------------
+
+# The CUDA quantizers pick a kernel by size: a scale block split over 2-8 lanes for decode
+# shapes (up to 64 lanes per SM), one block per thread under a full wave, several blocks per
+# thread above it. The small shapes of the other tests take the first; these the other two,
+# each checked byte for byte against the CPU handler. (op, M, K, input dtype, layout)
+SIZED_CASES = {
+    "nvfp4-bf16-one-per-thread": ("nvfp4", 300, 4096, "bf16", "128x4"),
+    "nvfp4-f16-multi-trip": ("nvfp4", 1100, 8192, "f16", "8x4"),
+    "nvfp4-exact-bf16-multi-trip": ("nvfp4-exact", 1030, 8192, "bf16", "linear"),
+    "nvfp4-e4m3-multi-trip": ("nvfp4", 1030, 8192, "e4m3", "128x4"),
+    "mxfp4-bf16-multi-trip": ("mxfp4", 1100, 8192, "bf16", "128x4"),
+    "mxfp8-bf16-multi-trip": ("mxfp8", 1030, 8192, "bf16", "128x4"),
+    "mxfp8-f32-one-per-thread": ("mxfp8", 200, 4096, "f32", "8x4"),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", SIZED_CASES)
+def test_sized_quantize_on_gpu_matches_cpu(case, gpu="cuda"):
+    require_platform(gpu)
+    op, M, K, dtype, layout = SIZED_CASES[case]
+    rng = np.random.default_rng(seed_of("sized-quantize", case))
+    x = random_input(rng, (M, K), DTYPES[dtype], spread=2.0)
+    sw, is8x4, sl = LAYOUT_FLAGS[layout]
+    if op == "mxfp8":
+        fn = jax.jit(lambda a: F.mxfp8_quantize(a, sf_swizzle_layout=sl))
+        args = (x,)
+    elif op == "mxfp4":
+        fn = jax.jit(lambda a: F.mxfp4_quantize(a, sfLayout=sl))
+        args = (x,)
+    else:
+        exact = op == "nvfp4-exact"
+        fn = jax.jit(lambda a, s: F.fp4_quantize(a, s, 16, False, sw, is8x4, exact=exact))
+        args = (x, np.float32(typical_scale(x)))
+    got = fn(*[on(gpu, a) for a in args])
+    want = fn(*[on("cpu", a) for a in args])
+    for g, w, what in zip(got, want, ("codes", "scales")):
+        assert_bytes_equal(g, w, f"{case} {what}")
