@@ -24,7 +24,7 @@ for v in ${VARIANTS:-"base noscale nocodes noloads"}; do
     nogscale) sed -i -E "$NOGSCALE" $SRC ;;
     noloads) sed -i -E -e "$NOSCALE" -e "$NOCODES" -e "$NOGSCALE" $SRC ;;
     flat) sed -i "s/constexpr bool kRowTiles = true;/constexpr bool kRowTiles = false;/" $SRC ;;
-    noprefetch) sed -i "s/constexpr bool kPrefetchTile = true;/constexpr bool kPrefetchTile = false;/" $SRC ;;
+    bulkmin6) sed -i '/^__global__ void __launch_bounds__(kThreads)$/{N;s/(kThreads)\n    BlockDequantizeBulkKernel/(kThreads, 6)\n    BlockDequantizeBulkKernel/}' $SRC ;;
     bulkmin8) sed -i '/^__global__ void __launch_bounds__(kThreads)$/{N;s/(kThreads)\n    BlockDequantizeBulkKernel/(kThreads, 8)\n    BlockDequantizeBulkKernel/}' $SRC ;;
     minblocks8) sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, 8)/" $SRC ;;
     *) echo "unknown variant $v"; continue ;;

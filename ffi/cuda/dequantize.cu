@@ -19,6 +19,7 @@ struct RowTiles {
   bool enabled = false;
   uint32_t segments = 1, band = 1, band_shift = 0;  // band = 2^band_shift rows
   FastDiv32 band_tiles_div;                          // tiles in a full band: band * segments
+  uint32_t sf_shift = 4;                             // sf_vec_size = 2^sf_shift (16 or 32)
 };
 
 struct DequantizeParams {
@@ -202,15 +203,16 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int kBulkStages = 1;
 constexpr int kBulkGroupsPerTrip = 2;
 constexpr bool kRowTiles = true;
-// The next tile's loads are issued before this tile is decoded and stored (loads of two
-// tiles in flight per thread; the kernel waits on loads, ~60% of its stalls).
-constexpr bool kPrefetchTile = true;
+// Scale words of one row tile (4 scale blocks of at least 16 elements each per word).
+constexpr int kTileScaleWords = kThreads * kBulkGroupsPerTrip * kGroup / 16 / 4;
 
 // One tile of the bulk kernel: groups [base, base + count) of the flattened output; in row
-// tiles, of one row from column `first_col`, whose addressing is done once here.
+// tiles, of one row from column `first_col`, whose addressing and global scale are read
+// once here.
 struct BulkTile {
   uint32_t base = 0, count = 0, first_col = 0;
   RowRef row{};
+  float g_scale = 1.0f;
 };
 
 __device__ __forceinline__ BulkTile TileAt(uint32_t t, const uint8_t* __restrict__ scales,
@@ -236,38 +238,77 @@ __device__ __forceinline__ BulkTile TileAt(uint32_t t, const uint8_t* __restrict
   tile.count = min(tile_groups, groups_per_row - seg * tile_groups);
   tile.first_col = seg * tile_groups * kGroup;
   tile.row = RowOf(scales, global_scale, p, row);
+  tile.g_scale = *tile.row.global_scale;
   return tile;
 }
 
+// The inputs of a tile's groups: everything in flat tiles; only the codes in row tiles, whose
+// scale bytes go through shared memory (CopyTileScales).
 template <ElementRecipe kRecipe, int kTrip>
 __device__ __forceinline__ void LoadTile(GroupIn (&in)[kTrip], const BulkTile& tile,
                                          const uint8_t* __restrict__ codes,
                                          const uint8_t* __restrict__ scales,
                                          const float* __restrict__ global_scale,
                                          const DequantizeParams& p, uint32_t groups_per_row) {
+  constexpr int kCodeBytes = kRecipe != ElementRecipe::kE4m3 ? kGroup / 2 : kGroup;
 #pragma unroll
   for (int u = 0; u < kTrip; ++u) {
     const uint32_t local = u * blockDim.x + threadIdx.x;
     if (local >= tile.count) continue;
-    in[u] = p.row_tiles.enabled
-                ? LoadGroupInRow<kRecipe>(codes, tile.row, p, tile.base + local,
-                                          tile.first_col + local * kGroup)
-                : LoadGroup<kRecipe>(codes, scales, global_scale, p, tile.base + local,
-                                     groups_per_row);
+    const uint32_t g = tile.base + local;
+    if (!p.row_tiles.enabled) {
+      in[u] = LoadGroup<kRecipe>(codes, scales, global_scale, p, g, groups_per_row);
+      continue;
+    }
+    in[u].g_scale = tile.g_scale;
+    if constexpr (kCodeBytes == 4) in[u].bits = reinterpret_cast<const uint32_t*>(codes)[g];
+    else in[u].bits = reinterpret_cast<const uint64_t*>(codes)[g];
   }
 }
 
+// Row tiles: the tile's scale bytes, as whole words of 4 blocks (the swizzled layouts pad
+// columns to a multiple of 4, so a partial word is still inside the buffer), copied to
+// `dst` in shared memory without waiting (cp.async); one load per 4 blocks instead of one
+// byte load per group, which cost ~8% of the kernel's time at 16384^2 (H100).
+__device__ __forceinline__ void CopyTileScales(uint32_t* dst, const BulkTile& tile,
+                                               const DequantizeParams& p) {
+  const uint32_t shift = p.row_tiles.sf_shift;
+  const uint32_t blocks = (tile.count * kGroup + (1u << shift) - 1) >> shift;
+  if (threadIdx.x >= (blocks + 3) / 4) return;
+  const uint8_t* src = tile.row.sf + p.sf_addr.ColPart(tile.first_col >> shift) +
+                       threadIdx.x * p.sf_addr.col_tile_bytes;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(dst + threadIdx.x))),
+               "l"(src)
+               : "memory");
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#else
+  dst[threadIdx.x] = *reinterpret_cast<const uint32_t*>(src);
+#endif
+}
+
+__device__ __forceinline__ void WaitTileScales() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// Each block walks its tiles with the next tile's loads issued before this tile is decoded
+// (loads of two tiles in flight per thread: the kernel mostly waits on loads).
 template <typename Out, ElementRecipe kRecipe, int kTrip>
 __global__ void __launch_bounds__(kThreads)
     BlockDequantizeBulkKernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
                               const float* __restrict__ global_scale,
                               GroupOut<Out>* __restrict__ out, DequantizeParams p) {
   extern __shared__ __align__(128) uint4 tile_buffers[];
+  __shared__ uint32_t tile_scales[2][kTileScaleWords];
   const uint32_t groups_per_row = static_cast<uint32_t>(p.cols / kGroup);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * groups_per_row);
   const uint32_t threads = blockDim.x;
   const uint32_t tile_groups = threads * kTrip;
-  const uint32_t tiles = p.row_tiles.enabled
+  const bool row_tiles = p.row_tiles.enabled;
+  const uint32_t tiles = row_tiles
                              ? static_cast<uint32_t>(p.batch * p.rows) * p.row_tiles.segments
                              : (total + tile_groups - 1) / tile_groups;
   auto tile_at = [&](uint32_t t) {
@@ -275,30 +316,34 @@ __global__ void __launch_bounds__(kThreads)
   };
   BulkTile next;
   GroupIn next_in[kTrip];
-  if (kPrefetchTile && blockIdx.x < tiles) {
+  if (blockIdx.x < tiles) {
     next = tile_at(blockIdx.x);
     LoadTile<kRecipe>(next_in, next, codes, scales, global_scale, p, groups_per_row);
+    if (row_tiles) CopyTileScales(tile_scales[0], next, p);
   }
-  uint32_t stage = 0;
-  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x, stage = (stage + 1) % kBulkStages) {
-    BulkTile tile;
+  WaitTileScales();
+  __syncthreads();
+  uint32_t stage = 0, parity = 0;
+  for (uint32_t t = blockIdx.x; t < tiles;
+       t += gridDim.x, stage = (stage + 1) % kBulkStages, parity ^= 1) {
+    const BulkTile tile = next;
     GroupIn in[kTrip];
-    if constexpr (kPrefetchTile) {
-      tile = next;
 #pragma unroll
-      for (int u = 0; u < kTrip; ++u) in[u] = next_in[u];
-      if (t + gridDim.x < tiles) {
-        next = tile_at(t + gridDim.x);
-        LoadTile<kRecipe>(next_in, next, codes, scales, global_scale, p, groups_per_row);
-      }
-    } else {
-      tile = tile_at(t);
-      LoadTile<kRecipe>(in, tile, codes, scales, global_scale, p, groups_per_row);
+    for (int u = 0; u < kTrip; ++u) in[u] = next_in[u];
+    if (t + gridDim.x < tiles) {
+      next = tile_at(t + gridDim.x);
+      LoadTile<kRecipe>(next_in, next, codes, scales, global_scale, p, groups_per_row);
+      if (row_tiles) CopyTileScales(tile_scales[parity ^ 1], next, p);
     }
+    const uint8_t* scale_bytes = reinterpret_cast<const uint8_t*>(tile_scales[parity]);
     GroupOut<Out> v[kTrip];
 #pragma unroll
-    for (int u = 0; u < kTrip; ++u)
-      if (u * threads + threadIdx.x < tile.count) v[u] = FinishGroup<Out, kRecipe>(in[u], p);
+    for (int u = 0; u < kTrip; ++u) {
+      const uint32_t local = u * threads + threadIdx.x;
+      if (local >= tile.count) continue;
+      if (row_tiles) in[u].scale_byte = scale_bytes[(local * kGroup) >> p.row_tiles.sf_shift];
+      v[u] = FinishGroup<Out, kRecipe>(in[u], p);
+    }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int kWords = GroupOut<Out>::kWords;
     uint4* buffer = tile_buffers + stage * tile_groups * kWords;
@@ -314,6 +359,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     // Shared-memory writes become visible to the bulk copy (the async proxy).
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    WaitTileScales();  // the next tile's scales, before the barrier that publishes them
     __syncthreads();
     if (threadIdx.x == 0) {
       const uint32_t bytes = tile.count * uint32_t{sizeof(GroupOut<Out>)};
@@ -329,6 +375,8 @@ __global__ void __launch_bounds__(kThreads)
       const uint32_t local = u * threads + threadIdx.x;
       if (local < tile.count) out[tile.base + local] = v[u];
     }
+    WaitTileScales();
+    __syncthreads();  // the next tile's scales are published; this tile's are read
 #endif
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -354,14 +402,18 @@ void LaunchBulkDequantize(cudaStream_t stream, const uint8_t* codes, const uint8
                           int64_t groups) {
   constexpr int kTrip = kBulkGroupsPerTrip;
   // Row tiles when rows split into segments with little waste (at most 1/8 of the threads
-  // idle in a row's last segment); the linear layout gains nothing from them.
+  // idle in a row's last segment), for the swizzled layouts (their scale words are 4 blocks
+  // of one row) and blocks of 16 or 32 (a tile holds whole words).
   const int64_t tile_groups = int64_t{kThreads} * kTrip;
   const int64_t groups_per_row = p.cols / kGroup;
   const int64_t segments = (groups_per_row + tile_groups - 1) / tile_groups;
   const int band_shift = p.sf_addr.row_tile_shift;
-  if (kRowTiles && band_shift > 0 && segments * tile_groups * 8 <= groups_per_row * 9 &&
+  const bool pow2_blocks = p.sf_vec_size == 16 || p.sf_vec_size == 32;  // whole words a tile
+  if (kRowTiles && band_shift > 0 && pow2_blocks &&
+      segments * tile_groups * 8 <= groups_per_row * 9 &&
       p.batch * p.rows * segments < (int64_t{1} << 31)) {
     p.row_tiles.enabled = true;
+    p.row_tiles.sf_shift = p.sf_vec_size == 16 ? 4 : 5;
     p.row_tiles.segments = static_cast<uint32_t>(segments);
     p.row_tiles.band_shift = static_cast<uint32_t>(band_shift);
     p.row_tiles.band = 1u << band_shift;
