@@ -13,6 +13,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.extend.core import Primitive
 from jax._src import dispatch
 from jax.interpreters import batching, mlir, xla
@@ -246,13 +247,20 @@ def _mxfp8_quantize_abstract(x, *, layout, alignment, num_batch_dims):
     inner = x.shape[num_batch_dims:]
     rows = int(np.prod(inner[:-1], dtype=np.int64))
     kp = -(-inner[-1] // alignment) * alignment
-    codes = jax.core.ShapedArray((*batch, *inner[:-1], kp), jnp.uint8)
+    # float8_e4m3fn straight from the kernels: a u8 result bitcast afterwards compiled to a
+    # copy of the whole code tensor on XLA:CPU.
+    codes = jax.core.ShapedArray((*batch, *inner[:-1], kp), jnp.float8_e4m3fn)
     scales = jax.core.ShapedArray((*batch, sf_buffer_size(layout, rows, kp // 32)), jnp.uint8)
     return codes, scales
 
 
+def _mxfp8_quantize_twin(x, **params):
+    codes, scales = _reference.mxfp8_quantize(x, **params)
+    return lax.bitcast_convert_type(codes, jnp.float8_e4m3fn), scales
+
+
 mxfp8_quantize_p = _define(
-    "mxfp8_quantize", _mxfp8_quantize_abstract, _reference.mxfp8_quantize,
+    "mxfp8_quantize", _mxfp8_quantize_abstract, _mxfp8_quantize_twin,
     cuda_only_params=("pdl",),
     row_spec=lambda params: RowSpec(tile_rows(params["layout"]), (ROWS,), (ROWS, SCALES)))
 
@@ -273,6 +281,8 @@ def _block_dequantize_abstract(codes, scales, global_scale, *, element_format, s
 
 
 def _block_dequantize_twin(codes, scales, global_scale, **params):
+    if codes.dtype != jnp.uint8:  # float8_e4m3fn codes go to the FFI handlers as they are
+        codes = lax.bitcast_convert_type(codes, jnp.uint8)
     return (_reference.block_dequantize(codes, scales, global_scale, **params),)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.typing import ArrayLike
 
 from jax_fp4 import _primitives as prims
@@ -211,8 +210,6 @@ def mxfp8_dequantize_host(
     x = as_array(input)
     check_dtype(op, "input", x, (jnp.uint8, jnp.float8_e4m3fn))
     check_rank(op, "input", x, (2,))
-    if x.dtype != jnp.uint8:
-        x = lax.bitcast_convert_type(x, jnp.uint8)
     rows, k = x.shape
     check_multiple(op, "the last dim K of input", k, 32)
     sf = _check_scale_buffer(op, "scale_tensor", as_array(scale_tensor), layout, rows, k // 32)
@@ -303,8 +300,6 @@ def mxfp8_dequantize(
     x = as_array(x_q)
     check_dtype(op, "x_q", x, (jnp.uint8, jnp.float8_e4m3fn))
     check_rank(op, "x_q", x, min_rank=1)
-    if x.dtype != jnp.uint8:
-        x = lax.bitcast_convert_type(x, jnp.uint8)
     lead, k = x.shape[:-1], x.shape[-1]
     check_multiple(op, "the last dim K of x_q", k, 32)
     rows = int(np.prod(lead, dtype=np.int64))

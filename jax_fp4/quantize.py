@@ -512,10 +512,8 @@ def mxfp8_quantize(
     params = dict(layout=int(layout), alignment=alignment, num_batch_dims=0,
                   pdl=_pdl(enable_pdl))
     if backend == "xla":
-        codes, sf = prims.mxfp8_quantize_p.twin(x, **params)
-    else:
-        codes, sf = prims.mxfp8_quantize_p.bind(x, **params)
-    return lax.bitcast_convert_type(codes, jnp.float8_e4m3fn), sf
+        return tuple(prims.mxfp8_quantize_p.twin(x, **params))
+    return tuple(prims.mxfp8_quantize_p.bind(x, **params))
 
 
 def silu_and_mul_nvfp4_quantize(

@@ -200,10 +200,11 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
                           convert);
 }
 
-// codes: u8 [B..., M, K/2] (E2M1, packed) or [B..., M, K] (E4M3); scales: u8 [B..., N] with
+// codes: u8 [B..., M, K/2] (E2M1, packed) or u8 | float8_e4m3fn [B..., M, K] (E4M3); scales:
+// u8 [B..., N] with
 // N the layout's buffer size for an [M, K/sf_vec_size] matrix; global_scale: f32 [B..., 1];
 // out: f32 | bf16 | f16 [B..., M, K], see DequantizeElement for the arithmetic.
-ffi::Error BlockDequantizeCpuImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::U8> scales,
+ffi::Error BlockDequantizeCpuImpl(ffi::AnyBuffer codes, ffi::Buffer<ffi::U8> scales,
                                   ffi::Buffer<ffi::F32> global_scale,
                                   ffi::Result<ffi::AnyBuffer> out, int64_t element_format,
                                   int64_t scale_format, int64_t sf_vec_size, int64_t layout,
@@ -218,11 +219,15 @@ ffi::Error BlockDequantizeCpuImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::U
   const int64_t sf_size = SfBufferSize(layout, d.rows, d.last / sf_vec_size);
   const int64_t code_row = elem == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  // E4M3 codes come as bytes or as float8_e4m3fn (no bitcast, which XLA:CPU compiles to a copy)
+  if (codes.element_type() != ffi::U8 &&
+      !(codes.element_type() == ffi::F8E4M3FN && code_row == d.last))
+    return InvalidArgument(kOp, "codes must be uint8 (or float8_e4m3fn for E4M3 codes)");
   if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
       static_cast<int64_t>(scales.element_count()) != d.batch * sf_size ||
       static_cast<int64_t>(global_scale.element_count()) != d.batch)
     return InvalidArgument(kOp, "input sizes do not match the output");
-  const uint8_t* c = codes.typed_data();
+  const uint8_t* c = static_cast<const uint8_t*>(codes.untyped_data());
   const uint8_t* sf = scales.typed_data();
   const float* gs = global_scale.typed_data();
   void* o = out->untyped_data();
@@ -249,7 +254,7 @@ ffi::Error BlockDequantizeCpuImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::U
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BlockDequantizeCpu, BlockDequantizeCpuImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Arg<ffi::AnyBuffer>()           // codes
                                   .Arg<ffi::Buffer<ffi::U8>>()     // scales
                                   .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
                                   .Ret<ffi::AnyBuffer>()           // out

@@ -365,9 +365,9 @@ ffi::Error Nvfp4PerTokenQuantizeCpuImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> 
                                                       scales->typed_data(), s, kOp);
 }
 
-// x: [B..., M..., K] f16|bf16|f32 -> codes: u8 [B..., M..., Kp] E4M3 bytes,
+// x: [B..., M..., K] f16|bf16|f32 -> codes: float8_e4m3fn [B..., M..., Kp],
 // scales: u8 [B..., buffer] UE8M0 in `layout`; Kp = round_up(K, alignment).
-ffi::Error Mxfp8QuantizeCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> codes,
+ffi::Error Mxfp8QuantizeCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> codes,
                                 ffi::ResultBuffer<ffi::U8> scales, int64_t layout,
                                 int64_t alignment, int64_t num_batch_dims) {
   constexpr const char* kOp = "mxfp8_quantize";
@@ -378,11 +378,14 @@ ffi::Error Mxfp8QuantizeCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> cod
   QuantizeShape s{d.batch, d.rows, d.last, kp, layout, SfBufferSize(layout, d.rows, kp / 32), 1,
                   ScaleMode::kEncode, nullptr, nullptr, FourOverSix{}};
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  if (codes->element_type() != ffi::F8E4M3FN)
+    return InvalidArgument(kOp, "codes must be float8_e4m3fn");
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * s.sf_size)
     return InvalidArgument(kOp, "output sizes do not match the input");
-  return DispatchInput<Recipe::kMxfp8, false>(x, nullptr, codes->typed_data(),
-                                              scales->typed_data(), s, kOp);
+  auto* code_bytes = static_cast<uint8_t*>(codes->untyped_data());
+  return DispatchInput<Recipe::kMxfp8, false>(x, nullptr, code_bytes, scales->typed_data(), s,
+                                              kOp);
 }
 
 }  // namespace
@@ -420,7 +423,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Nvfp4PerTokenQuantizeCpu, Nvfp4PerTokenQuantizeCpu
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Mxfp8QuantizeCpu, Mxfp8QuantizeCpuImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()           // x
-                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::AnyBuffer>()           // codes
                                   .Ret<ffi::Buffer<ffi::U8>>()     // scales
                                   .Attr<int64_t>("layout")
                                   .Attr<int64_t>("alignment")

@@ -461,7 +461,7 @@ void LaunchDequantize(cudaStream_t stream, const uint8_t* codes, const uint8_t* 
     LaunchDequantizeTrip<Out, kGroupsPerTrip>(stream, codes, scales, gs, o, p, shape);
 }
 
-ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> codes,
+ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer codes,
                                    ffi::Buffer<ffi::U8> scales, ffi::Buffer<ffi::F32> global_scale,
                                    ffi::Result<ffi::AnyBuffer> out, int64_t element_format,
                                    int64_t scale_format, int64_t sf_vec_size, int64_t layout,
@@ -480,6 +480,10 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> cod
                      FastDiv32::Make(d.rows), FastDiv32::Make(sf_vec_size)};
   const int64_t code_row = p.element_format == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
+  // E4M3 codes come as bytes or as float8_e4m3fn (no bitcast, which XLA:CPU compiles to a copy)
+  if (codes.element_type() != ffi::U8 &&
+      !(codes.element_type() == ffi::F8E4M3FN && code_row == d.last))
+    return InvalidArgument(kOp, "codes must be uint8 (or float8_e4m3fn for E4M3 codes)");
   if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
       static_cast<int64_t>(scales.element_count()) != d.batch * p.sf_size ||
       static_cast<int64_t>(global_scale.element_count()) != d.batch)
@@ -488,7 +492,7 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> cod
   // few million) so that no index wraps in the grid-stride loop.
   if (d.batch * d.rows * d.last / kGroup >= (int64_t{1} << 32) - (int64_t{1} << 28))
     return InvalidArgument(kOp, "more than 2^35 - 2^31 elements in one call");
-  const uint8_t* c = codes.typed_data();
+  const uint8_t* c = static_cast<const uint8_t*>(codes.untyped_data());
   const uint8_t* sf = scales.typed_data();
   const float* gs = global_scale.typed_data();
   void* o = out->untyped_data();
@@ -507,7 +511,7 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> cod
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BlockDequantizeCuda, BlockDequantizeCudaImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Arg<ffi::AnyBuffer>()           // codes
                                   .Arg<ffi::Buffer<ffi::U8>>()     // scales
                                   .Arg<ffi::Buffer<ffi::F32>>()    // global_scale
                                   .Ret<ffi::AnyBuffer>()           // out

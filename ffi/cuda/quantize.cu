@@ -647,7 +647,7 @@ ffi::Error Nvfp4PerTokenQuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
 
 // Same contract as Mxfp8QuantizeCpuImpl (ffi/cpu/quantize.cc).
 ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
-                                 ffi::ResultBuffer<ffi::U8> codes,
+                                 ffi::Result<ffi::AnyBuffer> codes,
                                  ffi::ResultBuffer<ffi::U8> scales, int64_t layout,
                                  int64_t alignment, int64_t num_batch_dims, bool pdl) {
   constexpr const char* kOp = "mxfp8_quantize";
@@ -660,11 +660,14 @@ ffi::Error Mxfp8QuantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
   p.pdl = pdl;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
   if (auto err = CheckIndexRange(kOp, d, layout, kp / 32); err.failure()) return err;
+  if (codes->element_type() != ffi::F8E4M3FN)
+    return InvalidArgument(kOp, "codes must be float8_e4m3fn");
   if (static_cast<int64_t>(codes->element_count()) != d.batch * d.rows * kp ||
       static_cast<int64_t>(scales->element_count()) != d.batch * p.sf_size)
     return InvalidArgument(kOp, "output sizes do not match the input");
   // MXFP8 reads no global scale (BlockQuantizer::kUsesGlobalScale is false).
-  return DispatchInput<Recipe::kMxfp8>(stream, x, nullptr, codes->typed_data(),
+  return DispatchInput<Recipe::kMxfp8>(stream, x, nullptr,
+                                       static_cast<uint8_t*>(codes->untyped_data()),
                                        scales->typed_data(), p, kOp);
 }
 
@@ -710,7 +713,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Mxfp8QuantizeCuda, Mxfp8QuantizeCudaImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
                                   .Arg<ffi::AnyBuffer>()           // x
-                                  .Ret<ffi::Buffer<ffi::U8>>()     // codes
+                                  .Ret<ffi::AnyBuffer>()           // codes
                                   .Ret<ffi::Buffer<ffi::U8>>()     // scales
                                   .Attr<int64_t>("layout")
                                   .Attr<int64_t>("alignment")
