@@ -95,7 +95,11 @@ if has decode; then
         --profile-from-start off --log-file "$LOG/vscopy_$set.csv" \
         $PY benchmarks/kernel_vs_copy.py run --manifest "$LOG/vscopy_$set.json" $targets \
         > "$LOG/vscopy_${set}_run.log" 2>&1
-    echo "kernel vs copy ($set): exit $?"
+    rc=$?
+    # When ncu itself crashes (it has, at start-up) the profiled process lives on and would
+    # share the GPU with the next step.
+    pkill -f "kernel_vs_copy.py run" && sleep 2
+    echo "kernel vs copy ($set): exit $rc"
     $PY benchmarks/kernel_vs_copy.py parse "$LOG/vscopy_$set.csv" --manifest "$LOG/vscopy_$set.json" \
         | tee "$LOG/vscopy_${set}_summary.txt"
   done
