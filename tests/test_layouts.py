@@ -12,7 +12,8 @@ from conftest import BACKENDS, BF16, as_bytes, assert_bytes_equal, run, seed_of
 import jax_fp4 as F
 from jax_fp4 import SfLayout
 
-INTERLEAVE_SHAPES = [(1, 1), (3, 5), (130, 3), (128, 4), (256, 9), (2, 130, 3), (3, 1, 8)]
+INTERLEAVE_SHAPES = [(1, 1), (3, 5), (130, 3), (128, 4), (256, 9), (2, 130, 3), (3, 1, 8),
+                     (260, 20), (2, 300, 68)]
 
 
 def _random(rng, shape, dtype):
