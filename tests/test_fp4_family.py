@@ -119,7 +119,8 @@ def test_shuffle_matrix_a(platform, tile, dtype, backend):
     assert_bytes_equal(got, R.shuffle_matrix_a(x, tile), "shuffle_matrix_a")
 
 
-@with_backends("dtype,cols", [(np.uint8, 5), (BF16, 8)], twin=lambda dtype, cols: cols == 5)
+@with_backends("dtype,cols", [(np.uint8, 5), (BF16, 8), (np.uint8, 48)],
+               twin=lambda dtype, cols: cols == 5)
 def test_shuffle_matrix_sf_a(platform, dtype, cols, backend):
     rng = np.random.default_rng(seed_of("smsfa", cols))
     x = rng.integers(0, 255, (256, cols)).astype(dtype)

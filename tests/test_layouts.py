@@ -13,7 +13,7 @@ import jax_fp4 as F
 from jax_fp4 import SfLayout
 
 INTERLEAVE_SHAPES = [(1, 1), (3, 5), (130, 3), (128, 4), (256, 9), (2, 130, 3), (3, 1, 8),
-                     (260, 20), (2, 300, 68)]
+                     (260, 20), (2, 300, 68), (300, 48), (2, 130, 64)]
 
 
 def _random(rng, shape, dtype):

@@ -187,7 +187,16 @@ ffi::Error SegmentPackbitsCudaImpl(cudaStream_t stream, ffi::AnyBuffer x, ffi::A
 struct InterleaveParams {
   uint32_t words, words_per_batch, rows, cols, col_tiles, shuffle_block;
   FastDiv32 words_per_batch_div, col_tiles_div;
+  // InterleaveWideKernel: 128-row tiles per batch entry, groups of 8 column tiles per row
+  uint32_t tile_rows = 0, col_groups = 0, items = 0;
+  FastDiv32 tile_rows_div, col_groups_div;
 };
+
+__device__ __forceinline__ uint32_t InterleaveSourceRow(uint32_t r, uint32_t shuffle_block) {
+  if (shuffle_block == 0) return r;
+  const uint32_t in_block = r % shuffle_block;  // ShuffleSourceRow in 32 bits
+  return r - in_block + (in_block % 8) * (shuffle_block / 8) + in_block / 8;
+}
 
 // One thread per 4 consecutive output elements (a "word": one row's 4 columns of a 128x4
 // tile), read with one 4- or 8-byte load when rows hold whole words (cols % 4 == 0), with
@@ -208,11 +217,7 @@ __global__ void InterleaveKernel(const T* __restrict__ in, T* __restrict__ out,
     const uint32_t k0 = (tile - tile_row * p.col_tiles) * 4;
     T v[4] = {T(0), T(0), T(0), T(0)};
     if (r < p.rows && k0 < p.cols) {
-      uint32_t src_row = r;
-      if (p.shuffle_block != 0) {  // ShuffleSourceRow in 32 bits
-        const uint32_t in_block = r % p.shuffle_block;
-        src_row = r - in_block + (in_block % 8) * (p.shuffle_block / 8) + in_block / 8;
-      }
+      const uint32_t src_row = InterleaveSourceRow(r, p.shuffle_block);
       const T* src = in + (int64_t{b} * p.rows + src_row) * p.cols + k0;
       if constexpr (kWholeWords) {
         *reinterpret_cast<Word*>(v) = *reinterpret_cast<const Word*>(src);
@@ -223,6 +228,36 @@ __global__ void InterleaveKernel(const T* __restrict__ in, T* __restrict__ out,
       }
     }
     reinterpret_cast<Word*>(out)[w] = *reinterpret_cast<const Word*>(v);
+  }
+}
+
+// uint8 with cols % 16 == 0 (scale matrices of K / 16 or K / 32 columns): a thread takes one
+// word position q of 8 column-adjacent tiles, i.e. 32 contiguous bytes of one input row (two
+// 16-byte loads, every sector used whole; InterleaveKernel's 4-byte loads used 1/8 of each),
+// and stores 8 words a tile apart, each store instruction 128 contiguous bytes of a tile.
+__global__ void InterleaveWideKernel(const uint8_t* __restrict__ in, uint32_t* __restrict__ out,
+                                     InterleaveParams p) {
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < p.items;
+       i += gridDim.x * blockDim.x) {
+    const uint32_t q = i & 127u, cell = i >> 7;
+    const uint32_t batch_row = p.col_groups_div.Div(cell);  // b * tile_rows + tile_row
+    const uint32_t group = cell - batch_row * p.col_groups;
+    const uint32_t b = p.tile_rows_div.Div(batch_row);
+    const uint32_t tile_row = batch_row - b * p.tile_rows;
+    const uint32_t r = tile_row * 128 + (q & 3u) * 32 + (q >> 2);
+    const uint32_t k0 = group * 32;
+    uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
+    if (r < p.rows) {
+      const uint8_t* src =
+          in + (int64_t{b} * p.rows + InterleaveSourceRow(r, p.shuffle_block)) * p.cols + k0;
+      lo = *reinterpret_cast<const uint4*>(src);
+      if (k0 + 16 < p.cols) hi = *reinterpret_cast<const uint4*>(src + 16);
+    }
+    const uint32_t words[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    uint32_t* dst = out + b * p.words_per_batch + (tile_row * p.col_tiles + group * 8) * 128 + q;
+#pragma unroll
+    for (uint32_t c = 0; c < 8; ++c)
+      if (group * 8 + c < p.col_tiles) dst[c * 128] = words[c];
   }
 }
 
@@ -253,10 +288,20 @@ ffi::Error BlockScaleInterleaveCudaImpl(cudaStream_t stream, ffi::AnyBuffer x,
                      static_cast<uint32_t>(shuffle_block), FastDiv32{}, FastDiv32{}};
   p.words_per_batch_div = FastDiv32::Make(p.words_per_batch);
   p.col_tiles_div = FastDiv32::Make(p.col_tiles);
-  if (x.element_type() == ffi::BF16)
+  if (x.element_type() == ffi::BF16) {
     LaunchInterleave<uint16_t>(stream, x.untyped_data(), out->untyped_data(), p);
-  else
+  } else if (cols % 16 == 0) {
+    p.tile_rows = static_cast<uint32_t>(SfPaddedRows(kLayout128x4, rows) / 128);
+    p.col_groups = (p.col_tiles + 7) / 8;
+    p.items = static_cast<uint32_t>(batch * p.tile_rows * p.col_groups * 128);  // <= words
+    p.tile_rows_div = FastDiv32::Make(p.tile_rows);
+    p.col_groups_div = FastDiv32::Make(p.col_groups);
+    InterleaveWideKernel<<<GridFor(p.items), kThreads, 0, stream>>>(
+        static_cast<const uint8_t*>(x.untyped_data()), static_cast<uint32_t*>(out->untyped_data()),
+        p);
+  } else {
     LaunchInterleave<uint8_t>(stream, x.untyped_data(), out->untyped_data(), p);
+  }
   return LaunchStatus("block_scale_interleave");
 }
 
