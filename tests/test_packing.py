@@ -130,6 +130,21 @@ def test_segment_packbits_vs_oracle(dtype, n_segments, backend, platform):
         assert ptr.dtype == np.int32
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segment_packbits_long_segments(backend, platform):
+    """Segments of hundreds of elements at unaligned starts, and a tail within 16 bytes of
+    the input's end (the CUDA kernel reads 8-byte windows, byte by byte near the end)."""
+    rng = np.random.default_rng(seed_of("seg-long"))
+    indptr = _random_indptr(rng, 257, max_len=600, empty_frac=0.1)
+    x = _values(rng, int(indptr[-1]) + 3, "bool")  # 3 trailing elements in no segment
+    for order in BITORDERS:
+        want_y, want_ptr = R.segment_packbits(x, indptr, order)
+        y, ptr = run(F.segment_packbits, x, indptr, order, platform=platform,
+                     backend=backend, jit=False)
+        assert_bytes_equal(y, want_y, f"y {order}")
+        assert_bytes_equal(ptr, want_ptr, f"new_indptr {order}")
+
+
 @pytest.mark.parametrize("indptr", [[0], [0, 0], [0, 0, 0], [0, 0, 0, 5], [0, 5, 5, 5],
                                     [2, 2, 10]],
                          ids=str)
