@@ -167,6 +167,36 @@ ffi::Error CheckIndexRange(const char* op, const Dims3& d, int64_t layout,
   return ffi::Error::Success();
 }
 
+// Codes of kN Prepare()d elements `f` (a whole block, or a lane's part of one), loaded as
+// `raw`, with the block's maximum `amax` and output scale: FP4 codes 8 to a word, E4M3 codes
+// 4 to a word. `nan_free` and `amax` are the whole block's.
+template <class Q, class In, int kN, int kLoads, int kWords>
+__device__ __forceinline__ void EncodeCodes(const float (&f)[kN], const uint4 (&raw)[kLoads],
+                                            float amax, bool nan_free, float out_scale,
+                                            uint32_t (&w)[kWords]) {
+  if constexpr (Q::kFp4Out) {
+    // Every |element * scale| is at most amax * scale: when that is finite and <= 6.5 and no
+    // element is NaN, the encoder can skip its saturation and take the signs from the input
+    // bytes (~3 of ~11 instructions per element on sm_90).
+    if constexpr (In::kElems == 8) {  // 16-bit inputs: raw[g] holds elements 8g..8g+7
+      if (nan_free && fabsf(Mul(Ftz(amax), out_scale)) <= 6.5f) {
+        // out_scale >= 0 here, so each code's sign is its input's (-0 and flushed ones too).
+#pragma unroll
+        for (int g = 0; g < kN / 8; ++g)
+          w[g] = Q::Encode8Magnitudes(f + 8 * g, out_scale) | SignNibbles16(raw[g]);
+        return;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kN / 8; ++g) w[g] = Q::Encode8(f + 8 * g, out_scale);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kN; i += 4)
+      w[i / 4] = Q::EncodePairE4M3(f[i], f[i + 1], out_scale) |
+                 (Q::EncodePairE4M3(f[i + 2], f[i + 3], out_scale) << 16);
+  }
+}
+
 // Quantizes one block from its raw input: writes the codes to `w` and returns the scale byte.
 template <class Q, class In, bool kFourOverSix>
 __device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q, In>::kLoads],
@@ -186,27 +216,7 @@ __device__ __forceinline__ uint32_t QuantizeBlock(const uint4 (&raw)[BlockWork<Q
     return code;
   }
   const BlockScale bs = q.Scale(amax);
-  if constexpr (Q::kFp4Out) {
-    // Every |element * scale| is at most amax * scale: when that is finite and <= 6.5 and no
-    // element is NaN, the encoder can skip its saturation and take the signs from the input
-    // bytes (~3 of ~11 instructions per element on sm_90).
-    if constexpr (In::kElems == 8) {  // 16-bit inputs: raw[g] holds elements 8g..8g+7
-      if (nan_free && fabsf(Mul(Ftz(amax), bs.out_scale)) <= 6.5f) {
-        // out_scale >= 0 here, so each code's sign is its input's (-0 and flushed ones too).
-#pragma unroll
-        for (int g = 0; g < kSfVec / 8; ++g)
-          w[g] = Q::Encode8Magnitudes(f + 8 * g, bs.out_scale) | SignNibbles16(raw[g]);
-        return bs.code;
-      }
-    }
-#pragma unroll
-    for (int g = 0; g < kSfVec / 8; ++g) w[g] = Q::Encode8(f + 8 * g, bs.out_scale);
-  } else {
-#pragma unroll
-    for (int i = 0; i < kSfVec; i += 4)
-      w[i / 4] = Q::EncodePairE4M3(f[i], f[i + 1], bs.out_scale) |
-                 (Q::EncodePairE4M3(f[i + 2], f[i + 3], bs.out_scale) << 16);
-  }
+  EncodeCodes<Q, In>(f, raw, amax, nan_free, bs.out_scale, w);
   return bs.code;
 }
 
@@ -403,20 +413,7 @@ __global__ void __launch_bounds__(kThreads)
     if (keep) {
       const BlockScale bs = q.Scale(amax);
       code = bs.code;
-      if constexpr (Q::kFp4Out) {
-        // BlockQuantizeKernel's sign shortcut (see QuantizeBlock), decided for the whole block.
-        if (kElems == 8 && nan_free && fabsf(Mul(Ftz(amax), bs.out_scale)) <= 6.5f) {
-          if constexpr (kElems == 8) w[0] = Q::Encode8Magnitudes(f, bs.out_scale) | SignNibbles16(raw[0]);
-        } else {
-#pragma unroll
-          for (int g = 0; g < kOutWords; ++g) w[g] = Q::Encode8(f + 8 * g, bs.out_scale);
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < kElems; i += 4)
-          w[i / 4] = Q::EncodePairE4M3(f[i], f[i + 1], bs.out_scale) |
-                     (Q::EncodePairE4M3(f[i + 2], f[i + 3], bs.out_scale) << 16);
-      }
+      EncodeCodes<Q, In>(f, raw, amax, nan_free, bs.out_scale, w);
     }
     StoreWords(codes + int64_t{t} * (kOutWords * 4), w);
     if (part == 0)
