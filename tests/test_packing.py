@@ -104,6 +104,17 @@ def _random_indptr(rng, n_segments, max_len=30, empty_frac=0.3):
     return np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
 
 
+def _check_against_oracle(x, indptr, backend, platform):
+    for order in BITORDERS:
+        want_y, want_ptr = R.segment_packbits(x, indptr, order)
+        # concrete indptr: eager call (jit would trace it)
+        y, ptr = run(F.segment_packbits, x, indptr, order, platform=platform,
+                     backend=backend, jit=False)
+        assert_bytes_equal(y, want_y, f"y {order}")
+        assert_bytes_equal(ptr, want_ptr, f"new_indptr {order}")
+        assert ptr.dtype == np.int32
+
+
 def test_segment_packbits_spec_example(platform):
     x = np.array([1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1], bool)
     indptr = np.array([0, 4, 7, 11], np.int32)
@@ -119,15 +130,7 @@ def test_segment_packbits_spec_example(platform):
 def test_segment_packbits_vs_oracle(dtype, n_segments, backend, platform):
     rng = np.random.default_rng(seed_of("seg", dtype, n_segments))
     indptr = _random_indptr(rng, n_segments)
-    x = _values(rng, int(indptr[-1]), dtype)
-    for order in BITORDERS:
-        want_y, want_ptr = R.segment_packbits(x, indptr, order)
-        # concrete indptr: eager call (jit would trace it)
-        y, ptr = run(F.segment_packbits, x, indptr, order, platform=platform,
-                     backend=backend, jit=False)
-        assert_bytes_equal(y, want_y, f"y {order}")
-        assert_bytes_equal(ptr, want_ptr, f"new_indptr {order}")
-        assert ptr.dtype == np.int32
+    _check_against_oracle(_values(rng, int(indptr[-1]), dtype), indptr, backend, platform)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -137,12 +140,7 @@ def test_segment_packbits_long_segments(backend, platform):
     rng = np.random.default_rng(seed_of("seg-long"))
     indptr = _random_indptr(rng, 257, max_len=600, empty_frac=0.1)
     x = _values(rng, int(indptr[-1]) + 3, "bool")  # 3 trailing elements in no segment
-    for order in BITORDERS:
-        want_y, want_ptr = R.segment_packbits(x, indptr, order)
-        y, ptr = run(F.segment_packbits, x, indptr, order, platform=platform,
-                     backend=backend, jit=False)
-        assert_bytes_equal(y, want_y, f"y {order}")
-        assert_bytes_equal(ptr, want_ptr, f"new_indptr {order}")
+    _check_against_oracle(x, indptr, backend, platform)
 
 
 @pytest.mark.parametrize("indptr", [[0], [0, 0], [0, 0, 0], [0, 0, 0, 5], [0, 5, 5, 5],

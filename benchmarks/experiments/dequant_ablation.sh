@@ -8,6 +8,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ablation}; mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
+source benchmarks/experiments/variant_common.sh
 TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384"}
 UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 SRC=ffi/cuda/dequantize.cu
@@ -30,15 +31,7 @@ for v in ${VARIANTS:-"base noscale nocodes noloads"}; do
     *) echo "unknown variant $v"; continue ;;
   esac
   diff /tmp/dequantize.cu.orig $SRC | grep '^>' | head -4
-  $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
-      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_$v.log" 2>&1 || { echo "build failed"; continue; }
-  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
-      --profile-from-start off --log-file "$OUT/a_$v.csv" \
-      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/a_$v.json" --targets "$TARGETS" \
-      > "$OUT/a_$v.log" 2>&1
-  echo "== $v"
-  $PY benchmarks/kernel_vs_copy.py parse "$OUT/a_$v.csv" --manifest "$OUT/a_$v.json" | tail -n +3
+  time_variant "a_$v" "$v"
 done
 cp /tmp/dequantize.cu.orig $SRC
-$PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
-    -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > /dev/null 2>&1
+rebuild /dev/null

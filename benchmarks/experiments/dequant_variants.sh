@@ -10,6 +10,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/variants}; mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
+source benchmarks/experiments/variant_common.sh
 TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384 nvfp4_dequant,128,16384 nvfp4_dequant,1,4096"}
 UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 cp ffi/cuda/dequantize.cu /tmp/dequantize.cu.orig
@@ -26,15 +27,7 @@ for v in ${VARIANTS:-"4:0 2:8 2:6 1:8"}; do
   v=${v//:/_}
   [ "$blocks" != 0 ] && sed -i "s/__global__ void __launch_bounds__(kThreads)\$/__global__ void __launch_bounds__(kThreads, $blocks)/" ffi/cuda/dequantize.cu
   grep -n "kGroupsPerTrip = \|__launch_bounds__" ffi/cuda/dequantize.cu | head -4
-  $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
-      -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > "$OUT/build_$v.log" 2>&1 || { echo "build failed"; continue; }
-  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv $UNITS \
-      --profile-from-start off --log-file "$OUT/v_$v.csv" \
-      $PY benchmarks/kernel_vs_copy.py run --manifest "$OUT/v_$v.json" --targets "$TARGETS" \
-      > "$OUT/v_$v.log" 2>&1
-  echo "== groups/trip $trip, min blocks/SM $blocks, bulk stages ${stages:-1} x ${btrip:-4} groups"
-  $PY benchmarks/kernel_vs_copy.py parse "$OUT/v_$v.csv" --manifest "$OUT/v_$v.json" | tail -n +3
+  time_variant "v_$v" "groups/trip $trip, min blocks/SM $blocks, bulk stages ${stages:-1} x ${btrip:-2} groups"
 done
 cp /tmp/dequantize.cu.orig ffi/cuda/dequantize.cu
-$PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
-    -Ccmake.define.JAX_FP4_CUDA_ARCHS=90a > /dev/null 2>&1
+rebuild /dev/null
