@@ -197,9 +197,11 @@ __global__ void __launch_bounds__(kThreads)
 
 // Large problems on sm_90+: the block decodes a tile of blockDim.x * kTrip consecutive groups
 // (one contiguous piece of the output) into shared memory and one thread writes it with a
-// bulk copy (TMA). The register-file stores of BlockDequantizeKernel keep its warps waiting:
-// at 16384^2 it is latency-bound at ~83% of a copy kernel, while a write-only bulk-store
-// kernel reaches more than the copy (benchmarks/experiments/bandwidth_mix.cu).
+// bulk copy (TMA). BlockDequantizeKernel, storing from registers, was latency-bound at ~83%
+// of a copy kernel at 16384^2 (H100). Measured steps (benchmarks/results/
+// 2026-11-22_h100_session6.md): bulk stores +2-6%, the next tile's loads issued early +2%,
+// FP4 scales through shared memory +4% (NVFP4 ~90% of the copy kernel). The constants are
+// the switches of benchmarks/experiments/dequant_variants.sh and dequant_ablation.sh.
 constexpr int kBulkStages = 1;
 constexpr int kBulkGroupsPerTrip = 2;
 constexpr bool kRowTiles = true;
