@@ -50,8 +50,8 @@ def _dequantizers(x: jax.Array):
     mx4_q, mx4_sf = F.mxfp4_quantize(x)
     mx4l_q, mx4l_sf = F.mxfp4_quantize(x, sfLayout=F.SfLayout.layout_linear)
     mx4l_sf = mx4l_sf.reshape(x.shape[0], x.shape[1] // 32)
-    mx8_q, mx8_sf = F.mxfp8_quantize(x, True)
-    mx8_q = jax.lax.bitcast_convert_type(mx8_q, jnp.uint8)
+    mx8_q, mx8_sf = F.mxfp8_quantize(x, True)  # float8_e4m3fn, as users pass it
+    mx8_u8 = jax.lax.bitcast_convert_type(mx8_q, jnp.uint8)
     return {
         "nvfp4 e2m1_and_ufp8sf..": (
             lambda b, q, s: F.e2m1_and_ufp8sf_scale_to_float(q, s, 1.0 / GLOBAL_SCALE, backend=b),
@@ -61,6 +61,8 @@ def _dequantizers(x: jax.Array):
         "mxfp4 dequantize_host": (
             lambda b, q, s: F.mxfp4_dequantize_host(q, s, backend=b), (mx4l_q, mx4l_sf)),
         "mxfp8 dequantize_host": (
+            lambda b, q, s: F.mxfp8_dequantize_host(q, s, backend=b), (mx8_u8, mx8_sf)),
+        "mxfp8 dequantize_host f8": (
             lambda b, q, s: F.mxfp8_dequantize_host(q, s, backend=b), (mx8_q, mx8_sf)),
     }
 

@@ -44,6 +44,9 @@ LOWERING_CASES = {
     "mxfp8_dequantize_host": (
         lambda q, sf, backend: F.mxfp8_dequantize_host(q, sf, backend=backend),
         (np.ones((4, 32), U8), np.ones(512, U8)), "block_dequantize"),
+    "mxfp8_dequantize_host_fp8": (
+        lambda q, sf, backend: F.mxfp8_dequantize_host(q, sf, backend=backend),
+        (np.ones((4, 32), E4M3), np.ones(512, U8)), "block_dequantize"),
     "block_scale_interleave": (
         lambda x, backend: F.block_scale_interleave(x, backend=backend),
         (np.ones((4, 3), U8),), "block_scale_interleave"),
@@ -84,6 +87,27 @@ def test_registered_targets():
         assert {f"jax_fp4_{t}" for t in ALL_TARGETS} <= set(_registry.CUDA_TARGETS)
     if F.cuda_available():
         assert F.cuda_compiled()
+
+
+# XLA:CPU compiles a bitcast-convert to a copy of the whole tensor, so the MXFP8 codes
+# cross the FFI boundary typed float8_e4m3fn instead.
+NO_BITCAST_CASES = {
+    "mxfp8_quantize": (lambda x: F.mxfp8_quantize(x), (np.ones((256, 64), BF16),)),
+    "mxfp8_dequantize_host": (lambda q, sf: F.mxfp8_dequantize_host(q, sf),
+                              (np.ones((256, 64), E4M3), np.ones(1024, U8))),
+    "mxfp8_dequantize": (lambda q, sf: F.mxfp8_dequantize(q, sf, dtype=jnp.bfloat16),
+                         (np.ones((2, 128, 64), E4M3), np.ones(1024, U8))),
+    "mxfp8 round trip": (lambda x: F.mxfp8_dequantize(*F.mxfp8_quantize(x)),
+                         (np.ones((256, 64), BF16),)),
+}
+
+
+@pytest.mark.parametrize("name", NO_BITCAST_CASES)
+def test_mxfp8_codes_need_no_bitcast_on_cpu(name):
+    fn, args = NO_BITCAST_CASES[name]
+    text = jax.jit(fn).lower(*[on("cpu", a) for a in args]).compile().as_text()
+    assert "custom_call_target=\"jax_fp4_" in text, text
+    assert "bitcast-convert(" not in text, text
 
 
 def _lower_for_cuda(f, args):
