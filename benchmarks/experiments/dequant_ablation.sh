@@ -12,9 +12,10 @@ source benchmarks/experiments/variant_common.sh
 TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384"}
 UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 SRC=ffi/cuda/dequantize.cu
-NOSCALE='s/in.scale_byte = row.sf\[.*\];/in.scale_byte = 0x38u + (g \& 1u);/'
-NOCODES='s/in.bits = reinterpret_cast<const uint(32|64)_t\*>\(codes\)\[g\];/in.bits = g * 0x9E3779B9u;/'
-NOGSCALE='s/in.g_scale = \*row.global_scale;/in.g_scale = 1.0f;/'
+# Each edit covers the per-group loads and, for FP4 row tiles, the shared-memory path.
+NOSCALE='s/in.scale_byte = row.sf\[.*\];/in.scale_byte = 0x38u + (g \& 1u);/;s/in\[u\].scale_byte = scale_bytes\[.*\];/in[u].scale_byte = 0x38u + (local \& 1u);/;s/if \(smem_scales\) CopyTileScales/if (false) CopyTileScales/'
+NOCODES='s/in(\[u\])?.bits = reinterpret_cast<const uint(32|64)_t\*>\(codes\)\[g\];/in\1.bits = g * 0x9E3779B9u;/'
+NOGSCALE='s/in.g_scale = \*row.global_scale;/in.g_scale = 1.0f;/;s/tile.g_scale = \*tile.row.global_scale;/tile.g_scale = 1.0f;/'
 cp $SRC /tmp/dequantize.cu.orig
 for v in ${VARIANTS:-"base noscale nocodes noloads"}; do
   cp /tmp/dequantize.cu.orig $SRC
