@@ -4,7 +4,7 @@
 # (plus ncu's detail sections for a few), run the benchmark suite, and optionally the
 # >2^31-element test ("large") and compute-sanitizer ("sanitize"); logs packed under $OUT
 # (the device tool returns at most 8 files). Knobs: STEPS (default "build test cross ncu
-# detail bench"; also bwmix dqvariants ablation decode cmdbuf legacy shardcpu large sanitize sansuite probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
+# detail bench"; also bwmix dqvariants qab ablation decode cmdbuf legacy shardcpu large sanitize sansuite probe pdl), ARCHS (default 90a), NCU_DETAIL (targets), BENCH_ARGS, PYTEST_ARGS.
 set -uo pipefail
 OUT=${OUT:-/tmp/jax_fp4_session}
 LOG=$OUT/logs
@@ -54,6 +54,10 @@ fi
 if has dqvariants; then
   stamp "dequantize variants"
   OUT=$LOG/variants bash benchmarks/experiments/dequant_variants.sh 2>&1 | tee "$LOG/dequant_variants.txt"
+fi
+if has qab; then
+  stamp "decode quantizers: tree vs base vs ablations"
+  OUT=$LOG/qab bash benchmarks/experiments/quantize_decode_ab.sh 2>&1 | tee "$LOG/quantize_decode_ab.txt"
 fi
 if has ablation; then
   stamp "dequantize ablation"

@@ -686,6 +686,54 @@ def test_output_device(platform):
     assert {d.platform for d in sf.devices()} == {jax.devices(platform)[0].platform}
 
 
+# Scale padding over stale memory (SPEC 3.4: padding bytes are 0)
+# ---------------------------------------------------------------------------
+
+# Freshly allocated device memory is often zero, which would hide a padding byte the kernel
+# never writes. Here each output is aliased to a donated buffer of 0xFF bytes, so every byte
+# the handler leaves alone shows. (leading dims, K, format, layout): M = 1 pads 127 rows of a
+# 128x4 tile, M = 37 and 130 pad part of one, and batches repeat it per entry.
+STALE_CASES = [
+    ((1,), 256, "nvfp4", "128x4"), ((1,), 16384, "nvfp4", "128x4"),
+    ((37,), 96, "nvfp4", "8x4"), ((3, 130), 64, "nvfp4", "128x4"),
+    ((1,), 4096, "mxfp4", "128x4"), ((2, 5), 96, "mxfp4", "8x4"),
+    ((1,), 4096, "mxfp8", "128x4"), ((3, 37), 96, "mxfp8", "8x4"),
+    ((2, 130), 64, "mxfp8", "linear"),
+]
+
+
+@pytest.mark.parametrize("lead, K, fmt, layout", STALE_CASES,
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_every_output_byte_written_over_stale_memory(lead, K, fmt, layout, platform):
+    require_platform(platform)
+    rng = np.random.default_rng(seed_of("stale", lead, K, fmt, layout))
+    x = random_input(rng, (*lead, K), DTYPES["bf16"])
+    if fmt == "mxfp8":
+        quantize = lambda a: F.mxfp8_quantize(a, **MXFP8_LAYOUTS[layout])
+        want = mxfp8_oracle(x, layout, 32)
+    else:
+        gs = typical_scale(x) if fmt == "nvfp4" else None
+        quantize = lambda a: F.fp4_quantize(a, gs, *FORMATS[fmt], *LAYOUT_FLAGS[layout][:2])
+        want = fp4_oracle(x, gs, fmt, layout)
+    shapes = jax.eval_shape(quantize, x)
+    # keep_unused: otherwise jit drops the unused buffers and nothing aliases them.
+    fn = jax.jit(lambda a, *stale: quantize(a), donate_argnums=(1, 2), keep_unused=True)
+    # Made by a device computation: a buffer placed from NumPy may be shared with the host
+    # array, and such a buffer is copied instead of donated.
+    dev = jax.devices(platform)[0]
+    stale = [jax.device_put(jax.lax.bitcast_convert_type(jnp.full(s.shape, 0xFF, jnp.uint8),
+                                                         s.dtype), dev) for s in shapes]
+    stale_pointers = [a.unsafe_buffer_pointer() for a in stale]
+    out = fn(on(platform, x), *stale)
+    assert [o.unsafe_buffer_pointer() for o in out] == stale_pointers, "outputs not aliased"
+    got = to_np(out)
+    what = f"{fmt} {lead}x{K} {layout}"
+    if fmt == "mxfp8":
+        assert_mxfp8_equal(got, want, what)
+    else:
+        assert_fp4_equal(got, want, what)
+
+
 # ---------------------------------------------------------------------------
 # CUDA kernel paths by problem size
 # ---------------------------------------------------------------------------

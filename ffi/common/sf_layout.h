@@ -39,7 +39,8 @@ JAX_FP4_HD int64_t SfBufferSize(int64_t layout, int64_t rows, int64_t cols) {
 //  * linear: r * cols + k (one "tile" per row, column tiles of 4 bytes).
 struct SfAddressing {
   int64_t row_tile_bytes = 0;
-  int32_t row_tile_shift = 0, lane_mask = 0, lane_bytes = 0, group_mask = 0, col_tile_bytes = 4;
+  int32_t row_tile_shift = 0, lane_mask = 0, lane_bytes = 0, lane_shift = 0, group_mask = 0,
+          col_tile_bytes = 4;
 
   JAX_FP4_HD static SfAddressing Make(int64_t layout, int64_t cols) {
     SfAddressing a;
@@ -49,6 +50,7 @@ struct SfAddressing {
       a.row_tile_bytes = col_tiles * 512;
       a.lane_mask = 31;
       a.lane_bytes = 16;
+      a.lane_shift = 4;
       a.group_mask = 3;
       a.col_tile_bytes = 512;
     } else if (layout == kLayout8x4) {
@@ -56,6 +58,7 @@ struct SfAddressing {
       a.row_tile_bytes = col_tiles * 32;
       a.lane_mask = 7;
       a.lane_bytes = 4;
+      a.lane_shift = 2;
       a.col_tile_bytes = 32;
     } else {
       a.row_tile_bytes = cols;
@@ -68,6 +71,12 @@ struct SfAddressing {
   }
   JAX_FP4_HD int64_t ColPart(int64_t k) const { return (k >> 2) * col_tile_bytes + (k & 3); }
   JAX_FP4_HD int64_t Offset(int64_t r, int64_t k) const { return RowPart(r) + ColPart(k); }
+  // Swizzled layouts: the row, within its row tile, of the 4-byte word at byte `o` of a row
+  // tile (RowPart's in-tile terms inverted; every word of a tile holds one row's 4 columns).
+  JAX_FP4_HD uint32_t TileRowOfWord(uint32_t o) const {
+    return ((o >> lane_shift) & static_cast<uint32_t>(lane_mask)) +
+           ((o >> 2) & static_cast<uint32_t>(group_mask)) * 32u;
+  }
 };
 
 JAX_FP4_HD int64_t SfOffset(int64_t layout, int64_t r, int64_t k, int64_t cols) {

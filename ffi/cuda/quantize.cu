@@ -23,12 +23,13 @@ struct QuantizeParams {
   FourOverSix four_over_six;        // NVFP4 16-bit input only
   bool pdl = false;                 // programmatic dependent launch (enable_pdl)
   bool one_block_per_thread = false;  // set by LaunchKernel for problems under a full wave
-  // Set by Launch: scale addressing, divisions by blocks per row and by rows, and the
-  // padding rows of the scale buffer as 4-byte words (per batch entry, and in all).
+  // Set by Launch: scale addressing, divisions by blocks per row and by rows, and the scale
+  // buffer's last row tile, which holds its padding rows: 16-byte chunks of it (per batch
+  // entry, and in all), its byte offset in a batch entry, and its rows that are real.
   SfAddressing sf_addr;
   FastDiv32 blocks_per_row_div, rows_div;
-  uint32_t pad_words_per_batch = 0, pad_words = 0, col_groups = 0;
-  FastDiv32 pad_words_div, col_groups_div;
+  uint32_t pad_chunks_per_batch = 0, pad_chunks = 0, pad_tile_offset = 0, pad_tile_real_rows = 0;
+  FastDiv32 pad_chunks_div;
 };
 
 // Block maximum (SPEC 4.1) of the Prepare()d elements `f`, scalar: one FMNMX per element.
@@ -146,9 +147,6 @@ struct BlockWork {
 // wraps in the grid-stride loops.
 constexpr int64_t kMaxBlocks = (int64_t{1} << 32) - (int64_t{1} << 28);
 
-// Padding words of the scale buffer a thread should zero at most: sizes the grid when the
-// padding outweighs the blocks (M = 1 pads 127 rows of a 128x4 layout).
-constexpr int64_t kPadWordsPerThread = 4;
 
 // Decode shapes take SplitBlockQuantizeKernel (a switch for A/B runs) up to this many lanes
 // per SM: beyond it (e.g. 16 x 16384 NVFP4, 32k lanes) one block per thread was as fast or
@@ -157,13 +155,16 @@ constexpr int64_t kPadWordsPerThread = 4;
 constexpr bool kSplitSmallProblems = true;
 constexpr int64_t kSplitMaxLanesPerSm = 64;
 
-// The kernels' 32-bit index ranges: scale blocks and padding words of the scale buffer.
+// The kernels' 32-bit index ranges: scale blocks, 16-byte chunks of the padded row tiles
+// (ZeroPaddingRows) and byte offsets within a batch entry's scale buffer.
 ffi::Error CheckIndexRange(const char* op, const Dims3& d, int64_t layout,
                            int64_t blocks_per_row) {
-  const int64_t pad_words = d.batch * (SfPaddedRows(layout, d.rows) - d.rows) *
-                            (SfPaddedCols(layout, blocks_per_row) / 4);
-  if (d.batch * d.rows * blocks_per_row >= kMaxBlocks || pad_words >= kMaxBlocks)
-    return InvalidArgument(op, "more than 2^32 scale blocks (or padding words) in one call");
+  const int64_t tile_rows = SfPaddedRows(layout, 1);  // 128, 8, or 1 (linear: no padding)
+  const int64_t pad_chunks =
+      d.rows % tile_rows == 0 ? 0 : d.batch * tile_rows * SfPaddedCols(layout, blocks_per_row) / 16;
+  if (d.batch * d.rows * blocks_per_row >= kMaxBlocks || pad_chunks >= kMaxBlocks ||
+      SfBufferSize(layout, d.rows, blocks_per_row) >= kMaxBlocks)
+    return InvalidArgument(op, "more than 2^32 scale blocks (or scale bytes) in one call");
   return ffi::Error::Success();
 }
 
@@ -245,18 +246,32 @@ __device__ __forceinline__ void StoreScale(uint8_t* row_sf, const QuantizeParams
       row_sf[p.sf_addr.ColPart(k)] = 0;
 }
 
-// Padding rows of swizzled layouts: whole 4-byte groups of zeros, grid-strided. 32-bit
-// indices: at most 127 padding rows per batch entry (Launch sizes the grid for this work
-// too, so a one-row decode input does not leave it to a few threads).
+// Padding rows of swizzled layouts (SPEC 3.4), which all lie in each batch entry's last row
+// tile: the tile is walked in memory order, a 16-byte chunk per thread (grid-strided), and
+// each chunk's words of padding rows are zeroed, in one store where the chunk holds no real
+// row (as for M = 1, whose 128x4 buffer is 127/128 padding). Consecutive threads write
+// consecutive bytes; the real rows' words are the quantizing threads'. Launch sizes the grid
+// for this work too, and the kernels run it while their first loads are in flight.
 __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeParams& p,
                                                 uint32_t first, uint32_t stride) {
-  for (uint32_t i = first; i < p.pad_words; i += stride) {
-    const uint32_t b = p.batch == 1 ? 0u : p.pad_words_div.Div(i);
-    const uint32_t rem = i - b * p.pad_words_per_batch;
-    const uint32_t pad_row = p.col_groups_div.Div(rem);
-    const uint32_t group = rem - pad_row * p.col_groups;
-    *reinterpret_cast<uint32_t*>(scales + b * p.sf_size +
-                                 p.sf_addr.Offset(p.rows + pad_row, group * 4)) = 0u;
+  for (uint32_t i = first; i < p.pad_chunks; i += stride) {
+    const uint32_t b = p.batch == 1 ? 0u : p.pad_chunks_div.Div(i);
+    const uint32_t offset = (i - b * p.pad_chunks_per_batch) * 16u;
+    uint32_t* chunk = reinterpret_cast<uint32_t*>(scales + b * p.sf_size + p.pad_tile_offset +
+                                                  offset);
+    bool padding[4], all_padding = true;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      padding[w] = p.sf_addr.TileRowOfWord(offset + 4u * w) >= p.pad_tile_real_rows;
+      all_padding = all_padding && padding[w];
+    }
+    if (all_padding) {
+      *reinterpret_cast<uint4*>(chunk) = make_uint4(0, 0, 0, 0);
+    } else {
+#pragma unroll
+      for (int w = 0; w < 4; ++w)
+        if (padding[w]) chunk[w] = 0u;
+    }
   }
 }
 
@@ -294,6 +309,7 @@ __global__ void __launch_bounds__(kThreads, 4)
   // load latency overlaps theirs (decode shapes are one trip: two serial loads otherwise).
   const float one_global_scale = Q::kUsesGlobalScale && one_scale ? global_scale[0] : 0.0f;
   bool row_state_ready = !(Q::kUsesGlobalScale && one_scale);
+  bool padding_done = false;
 
   // The loops run the same number of trips in every lane of a warp (32-byte blocks are
   // stored with a shuffle between lanes); lanes past the end quantize and store nothing.
@@ -319,6 +335,10 @@ __global__ void __launch_bounds__(kThreads, 4)
     if (!row_state_ready) {
       q_all.InitRow(one_global_scale, p.scale_mode, p.runtime_zero);
       row_state_ready = true;
+    }
+    if (!padding_done) {  // while the first trip's loads are in flight
+      ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+      padding_done = true;
     }
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
@@ -350,7 +370,8 @@ __global__ void __launch_bounds__(kThreads, 4)
     }
   }
   AllowNextGrid();
-  ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+  if (!padding_done)  // threads with no trip
+    ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
 }
 
 // Problems under a full wave (decode shapes): a scale block is split over kLanes adjacent
@@ -377,6 +398,7 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t stride = gridDim.x * blockDim.x;
   const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
   const uint32_t lane = threadIdx.x & 31u;
+  bool padding_done = false;
   WaitForPreviousGrid();
   // Every lane of a warp runs the same trips (the shuffles); past the end they do nothing.
   for (uint32_t t = blockIdx.x * blockDim.x + threadIdx.x; t - lane < total_lanes; t += stride) {
@@ -390,11 +412,17 @@ __global__ void __launch_bounds__(kThreads)
       raw[0] = x[(int64_t{row} * in_blocks_per_row + col) * kLanes + part];
     const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row);
     const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
+    const float row_global_scale =
+        Q::kUsesGlobalScale && valid
+            ? global_scale[one_scale ? 0 : b * p.global_scales_per_batch +
+                                               (p.global_scales_per_batch == 1 ? 0 : r)]
+            : 0.0f;
+    if (!padding_done) {  // while the loads are in flight
+      ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+      padding_done = true;
+    }
     Q q;
-    if (Q::kUsesGlobalScale && valid)
-      q.InitRow(global_scale[one_scale ? 0 : b * p.global_scales_per_batch +
-                                                 (p.global_scales_per_batch == 1 ? 0 : r)],
-                p.scale_mode, p.runtime_zero);
+    if (Q::kUsesGlobalScale && valid) q.InitRow(row_global_scale, p.scale_mode, p.runtime_zero);
     float f[kElems];
 #pragma unroll
     for (int i = 0; i < kElems; ++i) f[i] = q.Prepare(In::Get(raw[0], i));
@@ -420,7 +448,8 @@ __global__ void __launch_bounds__(kThreads)
       StoreScale(scales + b * p.sf_size + p.sf_addr.RowPart(r), p, col, blocks_per_row, code);
   }
   AllowNextGrid();
-  ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+  if (!padding_done)  // threads with no trip
+    ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
 }
 
 // Per-token NVFP4: one thread block per row (grid-strided). Pass 1 takes the row maximum,
@@ -486,8 +515,7 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
     if constexpr (!kInputFp8 && (kType == InputType::kF16 || kType == InputType::kBf16) &&
                   (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact))
       LaunchMaybePdl(PerTokenQuantizeKernel<kRecipe, kType, kFourOverSix>,
-                     std::max(GridFor(p.batch * p.rows, 1),
-                              GridFor(p.pad_words / kPadWordsPerThread)),
+                     std::max(GridFor(p.batch * p.rows, 1), GridFor(p.pad_chunks)),
                      kThreads, stream, p.pdl,
                      static_cast<const uint4*>(x), gs, codes, sf, p);
     return;
@@ -495,7 +523,7 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
   auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
   const int64_t blocks = p.batch * p.rows * (p.padded_cols / Q::kSfVec);
-  const int64_t pad_threads = p.pad_words / kPadWordsPerThread;
+  const int64_t pad_threads = p.pad_chunks;
   const LaunchShape shape =
       ShapeForKernel(kernel, blocks, BlockWork<Q, InputTraits<kType>>::kPerTrip, pad_threads);
   p.one_block_per_thread = shape.single;
@@ -519,13 +547,16 @@ void Launch(cudaStream_t stream, const void* x, const float* gs, uint8_t* codes,
   p.sf_addr = SfAddressing::Make(p.layout, p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
   p.blocks_per_row_div = FastDiv32::Make(p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec);
   p.rows_div = FastDiv32::Make(p.rows);
-  p.col_groups = static_cast<uint32_t>(
-      SfPaddedCols(p.layout, p.padded_cols / BlockQuantizer<kRecipe, kInputFp8>::kSfVec) / 4);
-  p.pad_words_per_batch =
-      static_cast<uint32_t>((SfPaddedRows(p.layout, p.rows) - p.rows) * p.col_groups);
-  p.pad_words = static_cast<uint32_t>(p.batch * p.pad_words_per_batch);
-  p.pad_words_div = FastDiv32::Make(std::max<uint32_t>(1, p.pad_words_per_batch));
-  p.col_groups_div = FastDiv32::Make(std::max<uint32_t>(1, p.col_groups));
+  const int64_t tile_rows = int64_t{1} << p.sf_addr.row_tile_shift;
+  const int64_t real_rows = p.rows & (tile_rows - 1);  // in the last row tile
+  if (p.layout != kLayoutLinear && real_rows != 0) {
+    p.pad_chunks_per_batch = static_cast<uint32_t>(p.sf_addr.row_tile_bytes / 16);
+    p.pad_tile_offset = static_cast<uint32_t>((p.rows >> p.sf_addr.row_tile_shift) *
+                                              p.sf_addr.row_tile_bytes);
+    p.pad_tile_real_rows = static_cast<uint32_t>(real_rows);
+  }
+  p.pad_chunks = static_cast<uint32_t>(p.batch * p.pad_chunks_per_batch);
+  p.pad_chunks_div = FastDiv32::Make(std::max<uint32_t>(1, p.pad_chunks_per_batch));
   // 4over6 is its own instantiation so the common kernels do not carry its code.
   constexpr bool kCanFourOverSix =
       !kInputFp8 && (kRecipe == Recipe::kNvfp4 || kRecipe == Recipe::kNvfp4Exact);
