@@ -36,6 +36,22 @@ inline ffi::Error InvalidArgument(const std::string& op, const std::string& what
   return ffi::Error::InvalidArgument("jax_fp4." + op + ": " + what);
 }
 
+// The dequantizers' input checks, the same in the CPU and CUDA handlers: E4M3 codes come as
+// bytes or as float8_e4m3fn (no bitcast, which XLA:CPU compiles to a copy), FP4 codes as
+// bytes, `code_row` to a row; the scale buffer holds `sf_size` bytes and the global scale one
+// float per batch entry.
+inline ffi::Error CheckDequantizeInputs(const char* op, const Dims3& d, const ffi::AnyBuffer& codes,
+                                        int64_t code_row, int64_t scale_bytes, int64_t sf_size,
+                                        int64_t global_scales) {
+  if (codes.element_type() != ffi::U8 &&
+      !(codes.element_type() == ffi::F8E4M3FN && code_row == d.last))
+    return InvalidArgument(op, "codes must be uint8 (or float8_e4m3fn for E4M3 codes)");
+  if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
+      scale_bytes != d.batch * sf_size || global_scales != d.batch)
+    return InvalidArgument(op, "input sizes do not match the output");
+  return ffi::Error::Success();
+}
+
 // XLA:CPU runs computations with flush-to-zero and denormals-are-zero set. The handlers'
 // results must not depend on that: the device recipes flush explicitly, and FlashInfer's host
 // functions need IEEE subnormals. So every handler runs with both modes cleared.

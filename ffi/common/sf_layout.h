@@ -104,9 +104,11 @@ JAX_FP4_HD void SfOffsetInverse(int64_t layout, int64_t offset, int64_t cols, in
 
 // TRT-LLM-gen row shuffle (shuffle_matrix_a, SPEC 5.11): output row r of each `block` rows
 // (16 or 32) takes input row (r % 8) * (block / 8) + r / 8 of the same block. 0 = identity.
-JAX_FP4_HD int64_t ShuffleSourceRow(int64_t r, int64_t block) {
+// Any integer type: the CUDA kernels use 32 bits.
+template <typename Index>
+JAX_FP4_HD Index ShuffleSourceRow(Index r, Index block) {
   if (block == 0) return r;
-  const int64_t in_block = r % block;
+  const Index in_block = r % block;
   return r - in_block + (in_block % 8) * (block / 8) + in_block / 8;
 }
 

@@ -219,14 +219,11 @@ ffi::Error BlockDequantizeCpuImpl(ffi::AnyBuffer codes, ffi::Buffer<ffi::U8> sca
   const int64_t sf_size = SfBufferSize(layout, d.rows, d.last / sf_vec_size);
   const int64_t code_row = elem == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
-  // E4M3 codes come as bytes or as float8_e4m3fn (no bitcast, which XLA:CPU compiles to a copy)
-  if (codes.element_type() != ffi::U8 &&
-      !(codes.element_type() == ffi::F8E4M3FN && code_row == d.last))
-    return InvalidArgument(kOp, "codes must be uint8 (or float8_e4m3fn for E4M3 codes)");
-  if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
-      static_cast<int64_t>(scales.element_count()) != d.batch * sf_size ||
-      static_cast<int64_t>(global_scale.element_count()) != d.batch)
-    return InvalidArgument(kOp, "input sizes do not match the output");
+  if (auto err = CheckDequantizeInputs(kOp, d, codes, code_row,
+                                       static_cast<int64_t>(scales.element_count()), sf_size,
+                                       static_cast<int64_t>(global_scale.element_count()));
+      err.failure())
+    return err;
   const uint8_t* c = static_cast<const uint8_t*>(codes.untyped_data());
   const uint8_t* sf = scales.typed_data();
   const float* gs = global_scale.typed_data();

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 
 #include "common/ffi_utils.h"
 
@@ -133,6 +136,27 @@ inline int GridFor(int64_t items, int threads = kThreads) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(needed, int64_t{SmCount()} * 8)));
 }
 
+// Resident blocks of kThreads per SM for `kernel` with `dynamic_smem` bytes of shared memory
+// (at least 1), asked of the runtime once per kernel, size and device: the handlers launch
+// the same few kernels over and over, and the query costs microseconds of host time.
+inline int BlocksPerSm(const void* kernel, int dynamic_smem) {
+  static std::mutex mutex;
+  static std::map<std::tuple<const void*, int, int>, int> cache;
+  int device = 0;
+  cudaGetDevice(&device);
+  const auto key = std::make_tuple(kernel, dynamic_smem, device);
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, dynamic_smem) !=
+          cudaSuccess ||
+      per_sm < 1)
+    per_sm = 1;
+  cache.emplace(key, per_sm);
+  return per_sm;
+}
+
 // Grid and block size of a grid-stride kernel whose threads take `per_thread` items a trip,
 // or one item a trip when `single` (see ShapeForKernel).
 struct LaunchShape {
@@ -150,11 +174,7 @@ struct LaunchShape {
 template <typename Kernel>
 LaunchShape ShapeForKernel(Kernel kernel, int64_t items, int per_thread, int64_t min_threads = 0,
                            int dynamic_smem = 0) {
-  int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, dynamic_smem) !=
-          cudaSuccess ||
-      per_sm < 1)
-    per_sm = 1;
+  const int per_sm = BlocksPerSm(reinterpret_cast<const void*>(kernel), dynamic_smem);
   const int64_t sms = SmCount();
   const int64_t wave_threads = sms * per_sm * kThreads;
   const bool single = (items + per_thread - 1) / per_thread < wave_threads;

@@ -2,6 +2,8 @@
 // ffi/cpu/dequantize.cc (FlashInfer's host IEEE math, so HostMul keeps subnormals).
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "common/block_scale.h"
 #include "common/sf_layout.h"
 #include "cuda/cuda_utils.h"
@@ -397,16 +399,29 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
+// Calls launch(recipe) with the call's element recipe as a compile-time constant
+// (std::integral_constant), the one place that maps the attributes to a kernel instantiation.
+template <typename Launch>
+void WithElementRecipe(const DequantizeParams& p, Launch&& launch) {
+  using R = ElementRecipe;
+  if (p.element_format != ElementFormat::kE2m1)
+    launch(std::integral_constant<R, R::kE4m3>{});
+  else if (p.device_math)
+    launch(std::integral_constant<R, R::kE2m1DeviceMath>{});
+  else if (p.plus_zero_code8)
+    launch(std::integral_constant<R, R::kE2m1PlusZeroCode8>{});
+  else
+    launch(std::integral_constant<R, R::kE2m1>{});
+}
+
 template <typename Out, int kTrip>
 void LaunchDequantizeTrip(cudaStream_t stream, const uint8_t* codes, const uint8_t* scales,
                           const float* gs, GroupOut<Out>* out, const DequantizeParams& p,
                           const LaunchShape& shape) {
-  auto kernel = BlockDequantizeKernel<Out, ElementRecipe::kE4m3, kTrip>;
-  if (p.element_format == ElementFormat::kE2m1)
-    kernel = p.device_math       ? BlockDequantizeKernel<Out, ElementRecipe::kE2m1DeviceMath, kTrip>
-             : p.plus_zero_code8 ? BlockDequantizeKernel<Out, ElementRecipe::kE2m1PlusZeroCode8, kTrip>
-                                 : BlockDequantizeKernel<Out, ElementRecipe::kE2m1, kTrip>;
-  kernel<<<shape.grid, shape.threads, 0, stream>>>(codes, scales, gs, out, p);
+  WithElementRecipe(p, [&](auto recipe) {
+    BlockDequantizeKernel<Out, decltype(recipe)::value, kTrip>
+        <<<shape.grid, shape.threads, 0, stream>>>(codes, scales, gs, out, p);
+  });
 }
 
 template <typename Out>
@@ -432,16 +447,14 @@ void LaunchBulkDequantize(cudaStream_t stream, const uint8_t* codes, const uint8
     p.row_tiles.band = 1u << band_shift;
     p.row_tiles.band_tiles_div = FastDiv32::Make(segments << band_shift);
   }
-  auto kernel = BlockDequantizeBulkKernel<Out, ElementRecipe::kE4m3, kTrip>;
-  if (p.element_format == ElementFormat::kE2m1)
-    kernel = p.device_math       ? BlockDequantizeBulkKernel<Out, ElementRecipe::kE2m1DeviceMath, kTrip>
-             : p.plus_zero_code8 ? BlockDequantizeBulkKernel<Out, ElementRecipe::kE2m1PlusZeroCode8, kTrip>
-                                 : BlockDequantizeBulkKernel<Out, ElementRecipe::kE2m1, kTrip>;
   const int smem = kBulkStages * kThreads * kTrip * static_cast<int>(sizeof(GroupOut<Out>));
-  if (smem > 48 * 1024)  // above the default dynamic shared memory limit: opt in
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  const LaunchShape shape = ShapeForKernel(kernel, groups, kTrip, 0, smem);
-  kernel<<<shape.grid, kThreads, smem, stream>>>(codes, scales, gs, out, p);
+  WithElementRecipe(p, [&](auto recipe) {
+    auto kernel = BlockDequantizeBulkKernel<Out, decltype(recipe)::value, kTrip>;
+    if (smem > 48 * 1024)  // above the default dynamic shared memory limit: opt in
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    const LaunchShape shape = ShapeForKernel(kernel, groups, kTrip, 0, smem);
+    kernel<<<shape.grid, kThreads, smem, stream>>>(codes, scales, gs, out, p);
+  });
 }
 
 template <typename Out>
@@ -482,14 +495,11 @@ ffi::Error BlockDequantizeCudaImpl(cudaStream_t stream, ffi::AnyBuffer codes,
                      FastDiv32::Make(d.rows), FastDiv32::Make(sf_vec_size)};
   const int64_t code_row = p.element_format == ElementFormat::kE2m1 ? d.last / 2 : d.last;
   if (d.batch * d.rows * d.last == 0) return ffi::Error::Success();
-  // E4M3 codes come as bytes or as float8_e4m3fn (no bitcast, which XLA:CPU compiles to a copy)
-  if (codes.element_type() != ffi::U8 &&
-      !(codes.element_type() == ffi::F8E4M3FN && code_row == d.last))
-    return InvalidArgument(kOp, "codes must be uint8 (or float8_e4m3fn for E4M3 codes)");
-  if (static_cast<int64_t>(codes.element_count()) != d.batch * d.rows * code_row ||
-      static_cast<int64_t>(scales.element_count()) != d.batch * p.sf_size ||
-      static_cast<int64_t>(global_scale.element_count()) != d.batch)
-    return InvalidArgument(kOp, "input sizes do not match the output");
+  if (auto err = CheckDequantizeInputs(kOp, d, codes, code_row,
+                                       static_cast<int64_t>(scales.element_count()), p.sf_size,
+                                       static_cast<int64_t>(global_scale.element_count()));
+      err.failure())
+    return err;
   // Groups of 8 elements are indexed with 32 bits, with room for one grid stride (at most a
   // few million) so that no index wraps in the grid-stride loop.
   if (d.batch * d.rows * d.last / kGroup >= (int64_t{1} << 32) - (int64_t{1} << 28))

@@ -235,12 +235,6 @@ struct InterleaveParams {
   FastDiv32 tile_rows_div, col_groups_div;
 };
 
-__device__ __forceinline__ uint32_t InterleaveSourceRow(uint32_t r, uint32_t shuffle_block) {
-  if (shuffle_block == 0) return r;
-  const uint32_t in_block = r % shuffle_block;  // ShuffleSourceRow in 32 bits
-  return r - in_block + (in_block % 8) * (shuffle_block / 8) + in_block / 8;
-}
-
 // One thread per 4 consecutive output elements (a "word": one row's 4 columns of a 128x4
 // tile), read with one 4- or 8-byte load when rows hold whole words (cols % 4 == 0), with
 // 32-bit index math. One thread per element with 64-bit divisions ran 4x slower than the
@@ -260,7 +254,7 @@ __global__ void InterleaveKernel(const T* __restrict__ in, T* __restrict__ out,
     const uint32_t k0 = (tile - tile_row * p.col_tiles) * 4;
     T v[4] = {T(0), T(0), T(0), T(0)};
     if (r < p.rows && k0 < p.cols) {
-      const uint32_t src_row = InterleaveSourceRow(r, p.shuffle_block);
+      const uint32_t src_row = ShuffleSourceRow(r, p.shuffle_block);
       const T* src = in + (int64_t{b} * p.rows + src_row) * p.cols + k0;
       if constexpr (kWholeWords) {
         *reinterpret_cast<Word*>(v) = *reinterpret_cast<const Word*>(src);
@@ -292,7 +286,7 @@ __global__ void InterleaveWideKernel(const uint8_t* __restrict__ in, uint32_t* _
     uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
     if (r < p.rows) {
       const uint8_t* src =
-          in + (int64_t{b} * p.rows + InterleaveSourceRow(r, p.shuffle_block)) * p.cols + k0;
+          in + (int64_t{b} * p.rows + ShuffleSourceRow(r, p.shuffle_block)) * p.cols + k0;
       lo = *reinterpret_cast<const uint4*>(src);
       if (k0 + 16 < p.cols) hi = *reinterpret_cast<const uint4*>(src + 16);
     }

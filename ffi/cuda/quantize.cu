@@ -30,6 +30,11 @@ struct QuantizeParams {
   FastDiv32 blocks_per_row_div, rows_div;
   uint32_t pad_chunks_per_batch = 0, pad_chunks = 0, pad_tile_offset = 0, pad_tile_real_rows = 0;
   FastDiv32 pad_chunks_div;
+
+  // Where row r of batch entry b finds its global scale: one per batch entry, or one per row.
+  __device__ __forceinline__ int64_t GlobalScaleIndex(uint32_t b, uint32_t r) const {
+    return b * global_scales_per_batch + (global_scales_per_batch == 1 ? 0 : r);
+  }
 };
 
 // Block maximum (SPEC 4.1) of the Prepare()d elements `f`, scalar: one FMNMX per element.
@@ -353,9 +358,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       if (keep[u]) {
         Q q = q_all;
         if (Q::kUsesGlobalScale && !one_scale)
-          q.InitRow(global_scale[b * p.global_scales_per_batch +
-                                 (p.global_scales_per_batch == 1 ? 0 : r)],
-                    p.scale_mode, p.runtime_zero);
+          q.InitRow(global_scale[p.GlobalScaleIndex(b, r)], p.scale_mode, p.runtime_zero);
         code = QuantizeBlock<Q, In, kFourOverSix>(work[u].raw, q, w);
       }
       if constexpr (kOutBytes == 32) {
@@ -414,8 +417,7 @@ __global__ void __launch_bounds__(kThreads)
     const uint32_t r = row - b * static_cast<uint32_t>(p.rows);
     const float row_global_scale =
         Q::kUsesGlobalScale && valid
-            ? global_scale[one_scale ? 0 : b * p.global_scales_per_batch +
-                                               (p.global_scales_per_batch == 1 ? 0 : r)]
+            ? global_scale[one_scale ? 0 : p.GlobalScaleIndex(b, r)]
             : 0.0f;
     if (!padding_done) {  // while the loads are in flight
       ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
