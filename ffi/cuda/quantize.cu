@@ -22,7 +22,6 @@ struct QuantizeParams {
   uint32_t runtime_zero;            // always 0; see Opaque() in block_scale.h
   FourOverSix four_over_six;        // NVFP4 16-bit input only
   bool pdl = false;                 // programmatic dependent launch (enable_pdl)
-  bool one_block_per_thread = false;  // set by LaunchKernel for problems under a full wave
   // Set by Launch: scale addressing, divisions by blocks per row and by rows, and the scale
   // buffer's last row tile, which holds its padding rows: 16-byte chunks of it (per batch
   // entry, and in all), its byte offset in a batch entry, and its rows that are real.
@@ -281,12 +280,14 @@ __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeP
 }
 
 // Thread i of the grid takes scale blocks i, i + T, i + 2T, ... of the flattened
-// [batch * rows, blocks_per_row] block matrix (grid-strided, kPerTrip at a time, a thread
-// block's width apart), so a warp reads consecutive blocks of a row. The block size is
-// chosen at launch (ShapeForKernel: smaller for decode shapes). Block indices are 32-bit (Launch checks the count); byte
-// offsets are 64-bit. At most 64 registers: four thread blocks per SM keep enough loads in
-// flight.
-template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
+// [batch * rows, blocks_per_row] block matrix (grid-strided, kTrip at a time, a thread
+// block's width apart), so a warp reads consecutive blocks of a row. Problems under a full
+// wave take the kTrip = 1 instantiation: a short serial chain per thread, more threads in
+// flight, and half the code or less (cold instruction fetch is part of a launch that size).
+// The block size is chosen at launch (ShapeForKernel: smaller for decode shapes). Block
+// indices are 32-bit (Launch checks the count); byte offsets are 64-bit. At most 64
+// registers: four thread blocks per SM keep enough loads in flight.
+template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix, int kTrip>
 __global__ void __launch_bounds__(kThreads, 4)
     BlockQuantizeKernel(const uint4* __restrict__ x, const float* __restrict__ global_scale,
                         uint8_t* __restrict__ codes, uint8_t* __restrict__ scales,
@@ -294,16 +295,12 @@ __global__ void __launch_bounds__(kThreads, 4)
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
   using In = InputTraits<kType>;
   using Work = BlockWork<Q, In>;
-  constexpr int kTrip = Work::kPerTrip;
   constexpr int kOutBytes = Work::kOutWords * 4;
   const uint32_t blocks_per_row = static_cast<uint32_t>(p.padded_cols / Q::kSfVec);
   const uint32_t in_blocks_per_row = static_cast<uint32_t>(p.cols / Q::kSfVec);
   const uint32_t total = static_cast<uint32_t>(p.batch * p.rows * blocks_per_row);
   const uint32_t threads = blockDim.x;
-  // Problems under a full wave take one block a trip (a short serial chain per thread, more
-  // threads in flight): the later trip slots land past the end.
-  const uint32_t cta_span = p.one_block_per_thread ? threads : threads * kTrip;
-  const uint32_t slot_stride = p.one_block_per_thread ? total : threads;
+  const uint32_t cta_span = threads * kTrip;
   const uint32_t stride = gridDim.x * cta_span;
   // One global scale for the whole call (the common case): the row state is set up once.
   const bool one_scale = p.batch == 1 && p.global_scales_per_batch == 1;
@@ -326,7 +323,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     bool keep[kTrip];
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t blk = first + u * slot_stride;
+      const uint32_t blk = first + u * threads;
       row[u] = p.blocks_per_row_div.Div(blk);
       col[u] = blk - row[u] * blocks_per_row;
       keep[u] = blk < total && (p.row_mask == nullptr || p.row_mask[row[u]] != 0);
@@ -347,7 +344,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     }
 #pragma unroll
     for (int u = 0; u < kTrip; ++u) {
-      const uint32_t blk = first + u * slot_stride;
+      const uint32_t blk = first + u * threads;
       if (blk - lane >= total) break;  // the same in every lane
       const bool valid = blk < total;
       const uint32_t b = p.batch == 1 ? 0u : p.rows_div.Div(row[u]);
@@ -523,12 +520,11 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
     return;
   }
   using Q = BlockQuantizer<kRecipe, kInputFp8>;
-  auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix>;
+  constexpr int kPerTrip = BlockWork<Q, InputTraits<kType>>::kPerTrip;
+  auto kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix, kPerTrip>;
   const int64_t blocks = p.batch * p.rows * (p.padded_cols / Q::kSfVec);
   const int64_t pad_threads = p.pad_chunks;
-  const LaunchShape shape =
-      ShapeForKernel(kernel, blocks, BlockWork<Q, InputTraits<kType>>::kPerTrip, pad_threads);
-  p.one_block_per_thread = shape.single;
+  const LaunchShape shape = ShapeForKernel(kernel, blocks, kPerTrip, pad_threads);
   if constexpr (!kFourOverSix && BlockWork<Q, InputTraits<kType>>::kLoads >= 2) {
     const int64_t lanes = blocks * BlockWork<Q, InputTraits<kType>>::kLoads;
     if (shape.single && kSplitSmallProblems && lanes <= kSplitMaxLanesPerSm * SmCount()) {
@@ -539,6 +535,8 @@ void LaunchKernel(cudaStream_t stream, const void* x, const float* gs, uint8_t* 
       return;
     }
   }
+  if (shape.single)
+    kernel = BlockQuantizeKernel<kRecipe, kInputFp8, kType, kFourOverSix, 1>;
   LaunchMaybePdl(kernel, shape.grid, shape.threads, stream, p.pdl, static_cast<const uint4*>(x),
                  gs, codes, sf, p);
 }
