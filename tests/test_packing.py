@@ -143,6 +143,21 @@ def test_segment_packbits_long_segments(backend, platform):
     _check_against_oracle(x, indptr, backend, platform)
 
 
+@pytest.mark.parametrize("dtype", ["bool", "uint8"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segment_packbits_segments_of_thousands(dtype, backend, platform):
+    """Segments of thousands of elements at varied start alignments, so that most
+    16-byte output groups lie inside one segment (the CUDA kernel's vector path) and the rest
+    straddle a boundary or end a segment; uint8 inputs hold values other than 0 and 1."""
+    rng = np.random.default_rng(seed_of("seg-thousands", dtype))
+    lens = rng.integers(900, 5000, 24)
+    lens[:16] += np.arange(16)  # more start offsets mod 16
+    lens[5] = 0
+    indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+    x = _values(rng, int(indptr[-1]) + 21, dtype)
+    _check_against_oracle(x, indptr, backend, platform)
+
+
 @pytest.mark.parametrize("indptr", [[0], [0, 0], [0, 0, 0], [0, 0, 0, 5], [0, 5, 5, 5],
                                     [2, 2, 10]],
                          ids=str)
