@@ -96,6 +96,26 @@ def test_e2m1_and_ufp8sf_scale_to_float(case, layout, backend, platform):
     assert_f32_bits_equal(got, want, case)
 
 
+@pytest.mark.parametrize("case", ["e4m3-16-float", "ue8m0-32-none"])
+def test_e2m1_dequantize_many_blocks(case, platform):
+    """Enough blocks per thread for the CPU handler's per-entry table of all 256 x 16
+    (scale byte, code) outputs; every scale byte and code occurs, a batch of 3 under vmap
+    rebuilds the table per entry (each entry with its own global scale)."""
+    ufp8_type, vec, kind = E2M1_CASES[case]
+    rng = np.random.default_rng(seed_of("many-blocks", case))
+    B, M, C = 3, 300, 40
+    codes = rng.integers(0, 256, (B, M, C * vec // 2), dtype=np.uint8)
+    sf = np.stack([random_scale_buffer(rng, "128x4", M, C, two_d=False) for _ in range(B)])
+    g = np.array([0.0123, 3.0e-38, 7.5], np.float32) if kind == "float" else None
+    fn = lambda c, s, g: F.e2m1_and_ufp8sf_scale_to_float(c, s, g, vec, ufp8_type, True)
+    got = jax.jit(jax.vmap(fn, in_axes=(0, 0, 0 if g is not None else None)))(
+        *on(platform, codes, sf), None if g is None else on(platform, g))
+    for b in range(B):
+        want = R.e2m1_and_ufp8sf_scale_to_float(codes[b], sf[b], None if g is None else g[b],
+                                                vec, ufp8_type, True, False)
+        assert_f32_bits_equal(got[b], want, f"{case} batch entry {b}")
+
+
 def test_e2m1_dequantize_known_values(platform):
     """Hand-checked values (SPEC 5.9): E4M3 scale 1.5 (0x3C) * g = 2, code 0x7 (6) -> 18;
     code 8 -> -0.0; UE8M0 scale 127 -> 1.0, 0 -> +0.0, 255 -> +inf (NaN for a zero code)."""

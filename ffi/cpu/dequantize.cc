@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "common/block_scale.h"
 #include "common/ffi_utils.h"
@@ -133,9 +134,17 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
   const int64_t prefault_rows =
       std::max<int64_t>(1, kPrefaultBytes / (d.last * static_cast<int64_t>(sizeof(Out))));
   // `use_avx2`: std::true_type only where the AVX2 block decoders apply (see ParallelRows in isa.h).
+  // E2M1 outputs depend on (scale byte, code) alone within a batch entry: with enough blocks
+  // a thread fills all 256 x 16 of them once per entry (16 KB of float32, L1-resident) and
+  // each block then reads its 16 instead of decoding its scale and multiplying 16 times.
+  constexpr int64_t kBlockTableMinBlocks = 4096;
   const auto rows = [&](auto use_avx2, int64_t begin, int64_t end) {
     constexpr bool kAvx2 = decltype(use_avx2)::value;
-    Out table[16];
+    alignas(32) Out table[16];
+    const bool use_block_table =
+        elem == ElementFormat::kE2m1 && (end - begin) * cols >= kBlockTableMinBlocks;
+    std::vector<Out> block_table(use_block_table ? 256 * 16 : 0);
+    int64_t table_batch = -1;
     for (int64_t row = begin; row < end; ++row) {
       if ((row - begin) % prefault_rows == 0)
         PrefaultForWrite(out + row * d.last,
@@ -143,32 +152,46 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
                              sizeof(Out));
       const int64_t b = row / d.rows, r = row % d.rows;
       const float g = gs[b];
+      if (use_block_table && b != table_batch) {
+        for (int s = 0; s < 256; ++s)
+          for (int k = 0; k < 16; ++k)
+            block_table[16 * s + k] = convert(
+                DequantizeElement(element.value[k], DecodeScale(sfmt, s), g, kDeviceMath));
+        table_batch = b;
+      }
       const uint8_t* scale_row = sf + b * sf_size + addr.RowPart(r);
       const uint8_t* code_ptr = c + row * code_row;
       Out* out_ptr = out + row * d.last;
       for (int64_t j = 0; j < cols; ++j, out_ptr += sf_vec_size) {
-        const float scale = DecodeScale(sfmt, scale_row[addr.ColPart(j)]);
+        const uint32_t scale_byte = scale_row[addr.ColPart(j)];
         // The codes 1 KB ahead: the hardware prefetcher stops at each 4 KB page (an MXFP8
         // row of 4096 codes is one); worth ~1 ms of 13 for MXFP8. Prefetches do not fault.
         __builtin_prefetch(code_ptr + 1024);
         if (elem == ElementFormat::kE2m1) {
-          for (int k = 0; k < 16; ++k)
-            table[k] = convert(DequantizeElement(element.value[k], scale, g, kDeviceMath));
+          const Out* block_outputs = table;
+          if (use_block_table) {
+            block_outputs = block_table.data() + 16 * scale_byte;
+          } else {
+            const float scale = DecodeScale(sfmt, scale_byte);
+            for (int k = 0; k < 16; ++k)
+              table[k] = convert(DequantizeElement(element.value[k], scale, g, kDeviceMath));
+          }
 #if JAX_FP4_CPU_AVX2
           if constexpr (kAvx2) {
-            DecodeE2m1BlockAvx2(code_ptr, sf_vec_size, table, out_ptr);
+            DecodeE2m1BlockAvx2(code_ptr, sf_vec_size, block_outputs, out_ptr);
             code_ptr += sf_vec_size / 2;
             continue;
           }
 #endif
           for (int64_t i = 0; i < sf_vec_size / 2; ++i) {
             const uint32_t byte = code_ptr[i];
-            out_ptr[2 * i] = table[byte & 0xFu];
-            out_ptr[2 * i + 1] = table[byte >> 4];
+            out_ptr[2 * i] = block_outputs[byte & 0xFu];
+            out_ptr[2 * i + 1] = block_outputs[byte >> 4];
           }
           code_ptr += sf_vec_size / 2;
         } else {
 #if JAX_FP4_CPU_AVX2
+          const float scale = DecodeScale(sfmt, scale_byte);
           if constexpr (kAvx2 && !kDeviceMath) {
             DecodeE4m3BlockAvx2(code_ptr, sf_vec_size, HostMul(scale, g), out_ptr);
             code_ptr += sf_vec_size;
