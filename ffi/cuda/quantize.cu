@@ -151,7 +151,6 @@ struct BlockWork {
 // wraps in the grid-stride loops.
 constexpr int64_t kMaxBlocks = (int64_t{1} << 32) - (int64_t{1} << 28);
 
-
 // Decode shapes take SplitBlockQuantizeKernel (a switch for A/B runs) up to this many lanes
 // per SM: beyond it (e.g. 16 x 16384 NVFP4, 32k lanes) one block per thread was as fast or
 // faster on an H100 (4.35 vs 4.45 us; 128 x 16384: 5.7 vs 6.2 us), below it the split
@@ -283,7 +282,8 @@ __device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeP
 // [batch * rows, blocks_per_row] block matrix (grid-strided, kTrip at a time, a thread
 // block's width apart), so a warp reads consecutive blocks of a row. Problems under a full
 // wave take the kTrip = 1 instantiation: a short serial chain per thread, more threads in
-// flight, and half the code or less (cold instruction fetch is part of a launch that size).
+// flight, less code (NVFP4: 920 instead of 1568 instructions; on an H100 it timed the same as
+// the run-time flag it replaced, 2026-12-08).
 // The block size is chosen at launch (ShapeForKernel: smaller for decode shapes). Block
 // indices are 32-bit (Launch checks the count); byte offsets are 64-bit. At most 64
 // registers: four thread blocks per SM keep enough loads in flight.
