@@ -133,14 +133,14 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
   const ElementTable element(elem, plus_zero_code8);
   const int64_t prefault_rows =
       std::max<int64_t>(1, kPrefaultBytes / (d.last * static_cast<int64_t>(sizeof(Out))));
-  // `use_avx2`: std::true_type only where the AVX2 block decoders apply (see ParallelRows in isa.h).
   // E2M1 outputs depend on (scale byte, code) alone within a batch entry: with enough blocks
   // a thread fills all 256 x 16 of them once per entry (16 KB of float32, L1-resident) and
   // each block then reads its 16 instead of decoding its scale and multiplying 16 times.
   constexpr int64_t kBlockTableMinBlocks = 4096;
+  // `use_avx2`: std::true_type only where the AVX2 block decoders apply (see ParallelRows in isa.h).
   const auto rows = [&](auto use_avx2, int64_t begin, int64_t end) {
     constexpr bool kAvx2 = decltype(use_avx2)::value;
-    alignas(32) Out table[16];
+    Out table[16];
     const bool use_block_table =
         elem == ElementFormat::kE2m1 && (end - begin) * cols >= kBlockTableMinBlocks;
     std::vector<Out> block_table(use_block_table ? 256 * 16 : 0);
@@ -190,8 +190,8 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
           }
           code_ptr += sf_vec_size / 2;
         } else {
-#if JAX_FP4_CPU_AVX2
           const float scale = DecodeScale(sfmt, scale_byte);
+#if JAX_FP4_CPU_AVX2
           if constexpr (kAvx2 && !kDeviceMath) {
             DecodeE4m3BlockAvx2(code_ptr, sf_vec_size, HostMul(scale, g), out_ptr);
             code_ptr += sf_vec_size;
