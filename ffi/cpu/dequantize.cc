@@ -138,6 +138,11 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
   // each block then reads its 16 instead of decoding its scale and multiplying 16 times.
   constexpr int64_t kBlockTableMinBlocks = 4096;
   // `use_avx2`: std::true_type only where the AVX2 block decoders apply (see ParallelRows in isa.h).
+  // A block's 16 possible E2M1 outputs, by code, for its decoded scale and global scale.
+  const auto fill_block_outputs = [&](float scale, float g, Out* outputs) {
+    for (int k = 0; k < 16; ++k)
+      outputs[k] = convert(DequantizeElement(element.value[k], scale, g, kDeviceMath));
+  };
   const auto rows = [&](auto use_avx2, int64_t begin, int64_t end) {
     constexpr bool kAvx2 = decltype(use_avx2)::value;
     Out table[16];
@@ -154,9 +159,7 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
       const float g = gs[b];
       if (use_block_table && b != table_batch) {
         for (int s = 0; s < 256; ++s)
-          for (int k = 0; k < 16; ++k)
-            block_table[16 * s + k] = convert(
-                DequantizeElement(element.value[k], DecodeScale(sfmt, s), g, kDeviceMath));
+          fill_block_outputs(DecodeScale(sfmt, s), g, block_table.data() + 16 * s);
         table_batch = b;
       }
       const uint8_t* scale_row = sf + b * sf_size + addr.RowPart(r);
@@ -169,13 +172,10 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
         __builtin_prefetch(code_ptr + 1024);
         if (elem == ElementFormat::kE2m1) {
           const Out* block_outputs = table;
-          if (use_block_table) {
+          if (use_block_table)
             block_outputs = block_table.data() + 16 * scale_byte;
-          } else {
-            const float scale = DecodeScale(sfmt, scale_byte);
-            for (int k = 0; k < 16; ++k)
-              table[k] = convert(DequantizeElement(element.value[k], scale, g, kDeviceMath));
-          }
+          else
+            fill_block_outputs(DecodeScale(sfmt, scale_byte), g, table);
 #if JAX_FP4_CPU_AVX2
           if constexpr (kAvx2) {
             DecodeE2m1BlockAvx2(code_ptr, sf_vec_size, block_outputs, out_ptr);
