@@ -38,6 +38,13 @@ __device__ __forceinline__ uint32_t PackNibble(uint32_t w, bool little) {
   return (nonzero * (little ? 0x01020408u : 0x08040201u)) >> 24;
 }
 
+// Eight input bytes (the first in the low byte of `v`; non-zero = 1) to one output byte.
+__device__ __forceinline__ uint32_t PackWindow(uint64_t v, bool little) {
+  const uint32_t lo = static_cast<uint32_t>(v), hi = static_cast<uint32_t>(v >> 32);
+  return little ? PackNibble(lo, true) | (PackNibble(hi, true) << 4)
+                : (PackNibble(lo, false) << 4) | PackNibble(hi, false);
+}
+
 // Rows of whole bytes (n % 8 == 0): the output is the flat input packed 8 to 1. A warp loads
 // 8 x 512 contiguous input bytes (every load coalesced) and stores 2 bytes per 16 read.
 __global__ void __launch_bounds__(kThreads)
@@ -58,10 +65,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int k = 0; k < kPerTrip; ++k) {
       const int64_t c = base + k * 32 + lane;
       if (c >= chunks) break;
-      const uint32_t lo = little ? PackNibble(v[k].x, true) | (PackNibble(v[k].y, true) << 4)
-                                 : (PackNibble(v[k].x, false) << 4) | PackNibble(v[k].y, false);
-      const uint32_t hi = little ? PackNibble(v[k].z, true) | (PackNibble(v[k].w, true) << 4)
-                                 : (PackNibble(v[k].z, false) << 4) | PackNibble(v[k].w, false);
+      const uint32_t lo = PackWindow((uint64_t{v[k].y} << 32) | v[k].x, little);
+      const uint32_t hi = PackWindow((uint64_t{v[k].w} << 32) | v[k].z, little);
       out[c] = static_cast<uint16_t>(lo | (hi << 8));
     }
   }
@@ -146,13 +151,6 @@ __device__ __forceinline__ uint64_t LoadBoolBytes(const uint8_t* __restrict__ x,
   }
   if (count < 8) v &= (uint64_t{1} << (8 * count)) - 1;
   return v;
-}
-
-// The output byte j of a row (bits of x[start, start + count), count clamped to 8).
-__device__ __forceinline__ uint32_t PackWindow(uint64_t v, bool little) {
-  const uint32_t lo = static_cast<uint32_t>(v), hi = static_cast<uint32_t>(v >> 32);
-  return little ? PackNibble(lo, true) | (PackNibble(hi, true) << 4)
-                : (PackNibble(lo, false) << 4) | PackNibble(hi, false);
 }
 
 constexpr int kSegmentBytesPerThread = 16;

@@ -255,9 +255,9 @@ __device__ __forceinline__ void StoreScale(uint8_t* row_sf, const QuantizeParams
 // row (as for M = 1, whose 128x4 buffer is 127/128 padding). Consecutive threads write
 // consecutive bytes; the real rows' words are the quantizing threads'. Launch sizes the grid
 // for this work too, and the kernels run it while their first loads are in flight.
-__device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeParams& p,
-                                                uint32_t first, uint32_t stride) {
-  for (uint32_t i = first; i < p.pad_chunks; i += stride) {
+__device__ __forceinline__ void ZeroPaddingRows(uint8_t* scales, const QuantizeParams& p) {
+  const uint32_t stride = gridDim.x * blockDim.x;
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < p.pad_chunks; i += stride) {
     const uint32_t b = p.batch == 1 ? 0u : p.pad_chunks_div.Div(i);
     const uint32_t offset = (i - b * p.pad_chunks_per_batch) * 16u;
     uint32_t* chunk = reinterpret_cast<uint32_t*>(scales + b * p.sf_size + p.pad_tile_offset +
@@ -339,7 +339,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       row_state_ready = true;
     }
     if (!padding_done) {  // while the first trip's loads are in flight
-      ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+      ZeroPaddingRows(scales, p);
       padding_done = true;
     }
 #pragma unroll
@@ -371,7 +371,7 @@ __global__ void __launch_bounds__(kThreads, 4)
   }
   AllowNextGrid();
   if (!padding_done)  // threads with no trip
-    ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+    ZeroPaddingRows(scales, p);
 }
 
 // Problems under a full wave (decode shapes): a scale block is split over kLanes adjacent
@@ -417,7 +417,7 @@ __global__ void __launch_bounds__(kThreads)
             ? global_scale[one_scale ? 0 : p.GlobalScaleIndex(b, r)]
             : 0.0f;
     if (!padding_done) {  // while the loads are in flight
-      ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+      ZeroPaddingRows(scales, p);
       padding_done = true;
     }
     Q q;
@@ -448,7 +448,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   AllowNextGrid();
   if (!padding_done)  // threads with no trip
-    ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+    ZeroPaddingRows(scales, p);
 }
 
 // Per-token NVFP4: one thread block per row (grid-strided). Pass 1 takes the row maximum,
@@ -504,7 +504,7 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   AllowNextGrid();
-  ZeroPaddingRows(scales, p, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+  ZeroPaddingRows(scales, p);
 }
 
 template <Recipe kRecipe, bool kInputFp8, InputType kType, bool kFourOverSix>
