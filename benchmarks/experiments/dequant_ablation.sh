@@ -7,10 +7,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/ablation}; mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-python3}
 source benchmarks/experiments/variant_common.sh
 TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384"}
-UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 SRC=ffi/cuda/dequantize.cu
 # Each edit covers the per-group loads and, for FP4 row tiles, the shared-memory path.
 NOSCALE='s/in.scale_byte = row.sf\[.*\];/in.scale_byte = 0x38u + (g \& 1u);/;s/in\[u\].scale_byte = scale_bytes\[.*\];/in[u].scale_byte = 0x38u + (local \& 1u);/;s/if \(smem_scales\) CopyTileScales/if (false) CopyTileScales/'

@@ -9,10 +9,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/variants}; mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-python3}
 source benchmarks/experiments/variant_common.sh
 TARGETS=${TARGETS:-"nvfp4_dequant,16384,16384 mxfp8_dequant,16384,16384 nvfp4_dequant,128,16384 nvfp4_dequant,1,4096"}
-UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 cp ffi/cuda/dequantize.cu /tmp/dequantize.cu.orig
 for v in ${VARIANTS:-"4:0 2:8 2:6 1:8"}; do
   IFS=: read -r trip blocks stages btrip <<< "$v"

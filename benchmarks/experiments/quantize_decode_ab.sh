@@ -11,10 +11,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/variants}; mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-python3}
 source benchmarks/experiments/variant_common.sh
 TARGETS=${TARGETS:-"nvfp4_128x4,1,4096 nvfp4_128x4,1,16384 nvfp4_128x4,16,16384 nvfp4_128x4,128,16384 mxfp4_128x4,1,16384 mxfp4_128x4,128,16384 mxfp8_128x4,1,16384 mxfp8_128x4,16,16384"}
-UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 SRC=ffi/cuda/quantize.cu
 cp $SRC /tmp/quantize.cu.tree
 for v in ${VARIANTS:-"tree base nopad noencode"}; do

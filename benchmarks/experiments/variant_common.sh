@@ -1,6 +1,8 @@
-# Shared by the variant scripts (sourced): rebuild the package for sm_90a, and time one
-# rebuilt variant's kernels with ncu against a same-bytes copy kernel. Expects PY, OUT,
-# TARGETS and UNITS set by the caller.
+# Shared by the variant scripts (sourced from the repository root): rebuild the package for
+# sm_90a, and time one rebuilt variant's kernels with ncu against a same-bytes copy kernel.
+# Expects OUT and TARGETS set by the caller; sets PY and UNITS.
+PY=${PYTHON:-python3}
+UNITS=$(ncu --help 2>/dev/null | grep -q -- '--print-units' && echo '--print-units base')
 
 rebuild() {  # rebuild LOG
   $PY -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
