@@ -38,8 +38,8 @@ inline ffi::Error InvalidArgument(const std::string& op, const std::string& what
 
 // The dequantizers' input checks, the same in the CPU and CUDA handlers: E4M3 codes come as
 // bytes or as float8_e4m3fn (no bitcast, which XLA:CPU compiles to a copy), FP4 codes as
-// bytes, `code_row` to a row; the scale buffer holds `sf_size` bytes and the global scale one
-// float per batch entry.
+// bytes, `code_row` codes to a row; each batch entry has `sf_size` scale bytes and one
+// global scale.
 inline ffi::Error CheckDequantizeInputs(const char* op, const Dims3& d, const ffi::AnyBuffer& codes,
                                         int64_t code_row, int64_t scale_bytes, int64_t sf_size,
                                         int64_t global_scales) {
