@@ -68,6 +68,15 @@ void PrefetchInput(const void* base, int64_t i) {
 constexpr int kPrefetchBlocks = 16;
 
 #if JAX_FP4_CPU_AVX2
+// The largest of the 16-bit lanes of `m` (each below 0x8000: |x| bits of bfloat16 inputs,
+// which order like the values) moved up to float32 bits: phminposuw finds the smallest of 8
+// lanes, here of the complements.
+__attribute__((target("avx2"))) inline uint32_t MaxLaneAsFloatBits(__m256i m) {
+  const __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+  const __m128i smallest_complement = _mm_minpos_epu16(_mm_xor_si128(m8, _mm_set1_epi16(-1)));
+  return (~static_cast<uint32_t>(_mm_cvtsi128_si32(smallest_complement)) & 0xFFFFu) << 16;
+}
+
 // E4M3 magnitude codes of 8 finite floats times a power of two `scale` (or 0): EncodeE4M3's
 // magic add, 8 lanes at a time. No flush to zero: the caller keeps blocks whose scale could
 // lift a subnormal input to a non-zero code off this path, and a subnormal product encodes to
@@ -91,8 +100,7 @@ __attribute__((target("avx2"))) inline __m256i E4m3MagnitudesAvx2(__m256 x, __m2
 // as the return value, or -1 (nothing written) for a block the scalar path must take: one
 // with inf or NaN (NaN codes and the all-NaN scale), or with a scale of 2^116 or more (code
 // < 12), under which a subnormal input (flushed by the recipe) could reach a non-zero code.
-// The block maximum is an integer max over |x| bits (phminposuw finds the max of 8 lanes of
-// complements); codes are packed 32 -> 16 -> 8 bits with the signs packed the same way from
+// The block maximum is an integer max over |x| bits; codes are packed 32 -> 16 -> 8 bits with the signs packed the same way from
 // the input bits, so that one lane permute puts the 32 bytes in order.
 template <InputType kType>
 __attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in, uint8_t* out) {
@@ -104,11 +112,8 @@ __attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in
     const __m256i* p = static_cast<const __m256i*>(in);
     const __m256i h0 = _mm256_loadu_si256(p), h1 = _mm256_loadu_si256(p + 1);
     const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
-    const __m256i m = _mm256_max_epi16(_mm256_and_si256(h0, abs_mask),
-                                       _mm256_and_si256(h1, abs_mask));
-    const __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-    max_bits = (~static_cast<uint32_t>(_mm_cvtsi128_si32(
-                   _mm_minpos_epu16(_mm_xor_si128(m8, _mm_set1_epi16(-1))))) & 0xFFFFu) << 16;
+    max_bits = MaxLaneAsFloatBits(_mm256_max_epi16(_mm256_and_si256(h0, abs_mask),
+                                                   _mm256_and_si256(h1, abs_mask)));
     // Widening by unpacking: lane-wise, so [0-3 | 8-11] and [4-7 | 12-15], which packing
     // undoes.
     const __m256i zero = _mm256_setzero_si256();
@@ -145,6 +150,76 @@ __attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in
       _mm256_or_si256(codes, _mm256_and_si256(signs, _mm256_set1_epi8(static_cast<char>(0x80))));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
                       _mm256_permutevar8x32_epi32(signed_codes, permute));
+  return static_cast<int>(bs.code);
+}
+
+// E2M1 codes of the 8 products x * scale, one per 32-bit lane: E2M1CodePlusBias (the clamp,
+// the magic add, the sign) minus its bias, on 8 lanes. The products are not flushed to zero;
+// the caller's guard on the scale makes that give the flushed product's code.
+__attribute__((target("avx2"))) inline __m256i E2M1CodesAvx2(__m256 x, __m256 scale) {
+  // min_ps returns its second operand beside a NaN: NaN products (none reach here) -> +6.
+  const __m256 c = _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps(x, scale), _mm256_set1_ps(6.0f)),
+                                 _mm256_set1_ps(-6.0f));
+  const __m256i bits = _mm256_castps_si256(c);
+  const __m256i magic = _mm256_max_epu32(
+      _mm256_add_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(kInfBits)),
+                       _mm256_set1_epi32(22 << 23)),
+      _mm256_set1_epi32(0x4A800000));
+  const __m256i sum = _mm256_castps_si256(_mm256_add_ps(
+      _mm256_castsi256_ps(_mm256_and_si256(bits, _mm256_set1_epi32(kAbsMask))),
+      _mm256_castsi256_ps(magic)));
+  const __m256i code_plus_bias = _mm256_add_epi32(
+      _mm256_add_epi32(_mm256_and_si256(sum, _mm256_set1_epi32(7)), _mm256_srli_epi32(sum, 22)),
+      _mm256_and_si256(_mm256_srli_epi32(bits, 28), _mm256_set1_epi32(8)));
+  return _mm256_sub_epi32(code_plus_bias, _mm256_set1_epi32(kE2m1CodeBias));
+}
+
+// The 16 bfloat16 elements of `h`, in order, as 8 bytes of packed E2M1 codes (SPEC 2.1: the
+// lower-index element in the low nibble) of each element times `scale`.
+__attribute__((target("avx2"))) inline void EncodeFp4x16Bf16Avx2(__m256i h, __m256 scale,
+                                                                uint8_t* out) {
+  const __m256 x0 = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
+  const __m256 x1 = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
+  // 16-bit codes; packing interleaves the 128-bit lanes, the 64-bit permute restores order.
+  const __m256i codes = _mm256_permute4x64_epi64(
+      _mm256_packus_epi32(E2M1CodesAvx2(x0, scale), E2M1CodesAvx2(x1, scale)), 0xD8);
+  // Each 32-bit lane holds codes 2k and 2k + 1 at bits 0 and 16: their byte at bits 0-7.
+  const __m256i pairs = _mm256_or_si256(codes, _mm256_srli_epi32(codes, 12));
+  const __m256i low_bytes = _mm256_shuffle_epi8(
+      pairs, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                              0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out),
+                   _mm_unpacklo_epi32(_mm256_castsi256_si128(low_bytes),
+                                      _mm256_extracti128_si256(low_bytes, 1)));
+}
+
+// One whole NVFP4 (kSfVec 16) or MXFP4 (32) block of bfloat16 input: its packed codes, and
+// the scale byte from `block_scale(amax)` as the return value, or -1 (nothing written) for a
+// block the scalar path must take: one with inf or NaN, or whose output scale is subnormal or
+// 2^124 or more (or inf, NaN), where flushing a subnormal input or product to zero (SPEC 1.2)
+// could change a code: below 2^124 a subnormal input's product stays under 0.25 (code 0 with
+// its sign, as the flushed one gives), and a product that is subnormal encodes the same.
+template <int kSfVec, typename BlockScaleOf>
+__attribute__((target("avx2"))) inline int QuantizeFp4BlockBf16Avx2(
+    const void* in, const BlockScaleOf& block_scale, uint8_t* out) {
+  constexpr int kVecs = kSfVec / 16;
+  const __m256i* p = static_cast<const __m256i*>(in);
+  const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
+  __m256i h[kVecs];
+  __m256i m = _mm256_setzero_si256();
+  for (int i = 0; i < kVecs; ++i) {
+    h[i] = _mm256_loadu_si256(p + i);
+    m = _mm256_max_epi16(m, _mm256_and_si256(h[i], abs_mask));
+  }
+  const uint32_t max_bits = MaxLaneAsFloatBits(m);
+  if (max_bits >= kInfBits) return -1;
+  const BlockScale bs = block_scale(BitsFloat(max_bits));
+  const uint32_t scale_mag = FloatBits(bs.out_scale) & kAbsMask;
+  if (scale_mag >= 0x7D800000u || (scale_mag != 0 && scale_mag < 0x00800000u)) return -1;
+  const __m256 scale = _mm256_set1_ps(bs.out_scale);
+  for (int i = 0; i < kVecs; ++i) EncodeFp4x16Bf16Avx2(h[i], scale, out + 8 * i);
   return static_cast<int>(bs.code);
 }
 #endif
@@ -197,13 +272,37 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
       } else if constexpr (Q::kUsesGlobalScale) {
         q.InitRow(gs, s.scale_mode, 0u);
       }
+      // A block's scale from its maximum.
+      const auto block_scale = [&](float amax) {
+        if constexpr (kRecipe == Recipe::kNvfp4 && !kInputFp8) {
+          // The output scale depends on the scale byte alone: one rcp per distinct byte of
+          // the row instead of one per block (the rcp emulation reads a 1 MB table).
+          const float a = Ftz(amax);
+          BlockScale bs{q.Nvfp4Code(a), 0.0f};
+          if (a != 0.0f) {
+            const uint32_t c = bs.code & 0xFFu;
+            if (!((out_scale_known[c >> 6] >> (c & 63)) & 1u)) {
+              out_scale_memo[c] = q.Nvfp4OutScale(c);
+              out_scale_known[c >> 6] |= uint64_t{1} << (c & 63);
+            }
+            bs.out_scale = out_scale_memo[c];
+          }
+          return bs;
+        } else {
+          return q.Scale(amax);
+        }
+      };
       for (int64_t j = 0; j < blocks; ++j) {
         if ((j + 1) * kSfVec <= s.cols) {  // a whole block of input: no per-element test
           PrefetchInput<kType>(x, in_row + (j + kPrefetchBlocks) * kSfVec);
 #if JAX_FP4_CPU_AVX2
           if constexpr (decltype(use_avx2)::value) {
-            const int code = QuantizeMxfp8BlockAvx2<kType>(
-                InputAt<kType>(x, in_row + j * kSfVec), out + j * kSfVec);
+            const void* block_in = InputAt<kType>(x, in_row + j * kSfVec);
+            int code;
+            if constexpr (Q::kFp4Out)
+              code = QuantizeFp4BlockBf16Avx2<kSfVec>(block_in, block_scale, out + j * kSfVec / 2);
+            else
+              code = QuantizeMxfp8BlockAvx2<kType>(block_in, out + j * kSfVec);
             if (code >= 0) {
               scales[b * s.sf_size + addr.Offset(r, j)] = static_cast<uint8_t>(code);
               continue;
@@ -229,24 +328,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
             continue;
           }
         }
-        BlockScale bs;
-        if constexpr (kRecipe == Recipe::kNvfp4 && !kInputFp8) {
-          // The output scale depends on the scale byte alone: one rcp per distinct byte of
-          // the row instead of one per block (the rcp emulation reads a 1 MB table).
-          const float a = Ftz(amax);
-          bs.code = q.Nvfp4Code(a);
-          bs.out_scale = 0.0f;
-          if (a != 0.0f) {
-            const uint32_t c = bs.code & 0xFFu;
-            if (!((out_scale_known[c >> 6] >> (c & 63)) & 1u)) {
-              out_scale_memo[c] = q.Nvfp4OutScale(c);
-              out_scale_known[c >> 6] |= uint64_t{1} << (c & 63);
-            }
-            bs.out_scale = out_scale_memo[c];
-          }
-        } else {
-          bs = q.Scale(amax);
-        }
+        const BlockScale bs = block_scale(amax);
         scales[b * s.sf_size + addr.Offset(r, j)] = static_cast<uint8_t>(bs.code);
         if constexpr (Q::kFp4Out) {
           EncodeBlockFp4<Q>(v, bs.out_scale, out + j * kSfVec / 2);
@@ -256,11 +338,14 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
       }
     }
   };
+  // Hand-written AVX2 blocks: MXFP8 from bfloat16 or float32, NVFP4 and MXFP4 from bfloat16
+  // (4over6 blocks keep the scalar path).
   constexpr bool kHasAvx2Path =
-      kRecipe == Recipe::kMxfp8 && (kType == InputType::kBf16 || kType == InputType::kF32);
+      (kRecipe == Recipe::kMxfp8 && (kType == InputType::kBf16 || kType == InputType::kF32)) ||
+      (Q::kFp4Out && !kInputFp8 && kType == InputType::kBf16);
   ParallelRows<kHasAvx2Path>(s.batch * s.rows,
                              std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
-                             true, rows);
+                             !s.four_over_six.on, rows);
 }
 
 template <Recipe kRecipe, bool kInputFp8>
