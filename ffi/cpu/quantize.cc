@@ -68,13 +68,13 @@ void PrefetchInput(const void* base, int64_t i) {
 constexpr int kPrefetchBlocks = 16;
 
 #if JAX_FP4_CPU_AVX2
-// The largest of the 16-bit lanes of `m` (each below 0x8000: |x| bits of bfloat16 inputs,
-// which order like the values) moved up to float32 bits: phminposuw finds the smallest of 8
-// lanes, here of the complements.
-__attribute__((target("avx2"))) inline uint32_t MaxLaneAsFloatBits(__m256i m) {
+// The largest of the 16-bit lanes of `m`, each below 0x8000 (|x| bits of bfloat16 or
+// float16 inputs, which order like the values): phminposuw finds the smallest of 8 lanes,
+// here of the complements.
+__attribute__((target("avx2"))) inline uint32_t MaxLane16(__m256i m) {
   const __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
   const __m128i smallest_complement = _mm_minpos_epu16(_mm_xor_si128(m8, _mm_set1_epi16(-1)));
-  return (~static_cast<uint32_t>(_mm_cvtsi128_si32(smallest_complement)) & 0xFFFFu) << 16;
+  return ~static_cast<uint32_t>(_mm_cvtsi128_si32(smallest_complement)) & 0xFFFFu;
 }
 
 // E4M3 magnitude codes of 8 finite floats times a power of two `scale` (or 0): EncodeE4M3's
@@ -112,8 +112,8 @@ __attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in
     const __m256i* p = static_cast<const __m256i*>(in);
     const __m256i h0 = _mm256_loadu_si256(p), h1 = _mm256_loadu_si256(p + 1);
     const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
-    max_bits = MaxLaneAsFloatBits(_mm256_max_epi16(_mm256_and_si256(h0, abs_mask),
-                                                   _mm256_and_si256(h1, abs_mask)));
+    max_bits = MaxLane16(_mm256_max_epi16(_mm256_and_si256(h0, abs_mask),
+                                          _mm256_and_si256(h1, abs_mask))) << 16;
     // Widening by unpacking: lane-wise, so [0-3 | 8-11] and [4-7 | 12-15], which packing
     // undoes.
     const __m256i zero = _mm256_setzero_si256();
@@ -174,14 +174,22 @@ __attribute__((target("avx2"))) inline __m256i E2M1CodesAvx2(__m256 x, __m256 sc
   return _mm256_sub_epi32(code_plus_bias, _mm256_set1_epi32(kE2m1CodeBias));
 }
 
-// The 16 bfloat16 elements of `h`, in order, as 8 bytes of packed E2M1 codes (SPEC 2.1: the
-// lower-index element in the low nibble) of each element times `scale`.
-__attribute__((target("avx2"))) inline void EncodeFp4x16Bf16Avx2(__m256i h, __m256 scale,
-                                                                uint8_t* out) {
-  const __m256 x0 = _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
-  const __m256 x1 = _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
+// Eight bfloat16 or float16 values as float32, exactly.
+template <InputType kType>
+__attribute__((target("avx2,f16c"))) inline __m256 Widen16(__m128i h) {
+  if constexpr (kType == InputType::kBf16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  else
+    return _mm256_cvtph_ps(h);
+}
+
+// The 16 bfloat16 or float16 elements of `h`, in order, as 8 bytes of packed E2M1 codes
+// (SPEC 2.1: the lower-index element in the low nibble) of each element times `scale`.
+template <InputType kType>
+__attribute__((target("avx2,f16c"))) inline void EncodeFp4x16Avx2(__m256i h, __m256 scale,
+                                                                 uint8_t* out) {
+  const __m256 x0 = Widen16<kType>(_mm256_castsi256_si128(h));
+  const __m256 x1 = Widen16<kType>(_mm256_extracti128_si256(h, 1));
   // 16-bit codes; packing interleaves the 128-bit lanes, the 64-bit permute restores order.
   const __m256i codes = _mm256_permute4x64_epi64(
       _mm256_packus_epi32(E2M1CodesAvx2(x0, scale), E2M1CodesAvx2(x1, scale)), 0xD8);
@@ -195,14 +203,15 @@ __attribute__((target("avx2"))) inline void EncodeFp4x16Bf16Avx2(__m256i h, __m2
                                       _mm256_extracti128_si256(low_bytes, 1)));
 }
 
-// One whole NVFP4 (kSfVec 16) or MXFP4 (32) block of bfloat16 input: its packed codes, and
-// the scale byte from `block_scale(amax)` as the return value, or -1 (nothing written) for a
-// block the scalar path must take: one with inf or NaN, or whose output scale is subnormal or
-// 2^124 or more (or inf, NaN), where flushing a subnormal input or product to zero (SPEC 1.2)
-// could change a code: below 2^124 a subnormal input's product stays under 0.25 (code 0 with
-// its sign, as the flushed one gives), and a product that is subnormal encodes the same.
-template <int kSfVec, typename BlockScaleOf>
-__attribute__((target("avx2"))) inline int QuantizeFp4BlockBf16Avx2(
+// One whole NVFP4 (kSfVec 16) or MXFP4 (32) block of bfloat16 or float16 input: its packed
+// codes, and the scale byte from `block_scale(amax)` as the return value, or -1 (nothing
+// written) for a block the scalar path must take: one with inf or NaN, or whose output scale
+// is subnormal or 2^124 or more (or inf, NaN), where flushing a subnormal input or product to
+// zero (SPEC 1.2) could change a code: below 2^124 a subnormal bfloat16 input's product stays
+// under 0.25 (code 0 with its sign, as the flushed one gives), and a product that is
+// subnormal encodes the same. (float16 has no float32-subnormal values.)
+template <int kSfVec, InputType kType, typename BlockScaleOf>
+__attribute__((target("avx2,f16c"))) inline int QuantizeFp4BlockAvx2(
     const void* in, const BlockScaleOf& block_scale, uint8_t* out) {
   constexpr int kVecs = kSfVec / 16;
   const __m256i* p = static_cast<const __m256i*>(in);
@@ -213,13 +222,14 @@ __attribute__((target("avx2"))) inline int QuantizeFp4BlockBf16Avx2(
     h[i] = _mm256_loadu_si256(p + i);
     m = _mm256_max_epi16(m, _mm256_and_si256(h[i], abs_mask));
   }
-  const uint32_t max_bits = MaxLaneAsFloatBits(m);
-  if (max_bits >= kInfBits) return -1;
-  const BlockScale bs = block_scale(BitsFloat(max_bits));
+  const uint32_t max_lane = MaxLane16(m);
+  if (max_lane >= (kType == InputType::kBf16 ? 0x7F80u : 0x7C00u)) return -1;  // inf, NaN
+  const BlockScale bs = block_scale(kType == InputType::kBf16 ? BitsFloat(max_lane << 16)
+                                                              : HalfToFloat(max_lane));
   const uint32_t scale_mag = FloatBits(bs.out_scale) & kAbsMask;
   if (scale_mag >= 0x7D800000u || (scale_mag != 0 && scale_mag < 0x00800000u)) return -1;
   const __m256 scale = _mm256_set1_ps(bs.out_scale);
-  for (int i = 0; i < kVecs; ++i) EncodeFp4x16Bf16Avx2(h[i], scale, out + 8 * i);
+  for (int i = 0; i < kVecs; ++i) EncodeFp4x16Avx2<kType>(h[i], scale, out + 8 * i);
   return static_cast<int>(bs.code);
 }
 #endif
@@ -300,7 +310,8 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
             const void* block_in = InputAt<kType>(x, in_row + j * kSfVec);
             int code;
             if constexpr (Q::kFp4Out)
-              code = QuantizeFp4BlockBf16Avx2<kSfVec>(block_in, block_scale, out + j * kSfVec / 2);
+              code = QuantizeFp4BlockAvx2<kSfVec, kType>(block_in, block_scale,
+                                                         out + j * kSfVec / 2);
             else
               code = QuantizeMxfp8BlockAvx2<kType>(block_in, out + j * kSfVec);
             if (code >= 0) {
@@ -339,10 +350,10 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
     }
   };
   // Hand-written AVX2 blocks: MXFP8 from bfloat16 or float32, NVFP4 and MXFP4 from bfloat16
-  // (4over6 blocks keep the scalar path).
+  // or float16 (4over6 blocks keep the scalar path).
   constexpr bool kHasAvx2Path =
       (kRecipe == Recipe::kMxfp8 && (kType == InputType::kBf16 || kType == InputType::kF32)) ||
-      (Q::kFp4Out && !kInputFp8 && kType == InputType::kBf16);
+      (Q::kFp4Out && !kInputFp8 && (kType == InputType::kBf16 || kType == InputType::kF16));
   ParallelRows<kHasAvx2Path>(s.batch * s.rows,
                              std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
                              !s.four_over_six.on, rows);
