@@ -3,6 +3,8 @@
 Times one jitted call of each quantizer (on a [M, K] bfloat16 matrix) and dequantizer (on
 that matrix's codes and scales) with the CPU handler (backend="auto") and with the twin
 (backend="xla"), median of --reps calls after a warm-up, and prints both and their ratio.
+The two are called in turn (handler, twin, handler, ...), so that both see the same state of
+a shared machine; the ratio is the median of the per-pair ratios.
 
 For scale, each line also gives a host copy of the same bytes: the op's input and output
 bytes together, moved by a `numpy.copyto` of half that size on every core (each thread
@@ -67,14 +69,28 @@ def _dequantizers(x: jax.Array):
     }
 
 
-def _median_ms(f, reps: int) -> float:
+def _time_once_ms(f) -> float:
+    t0 = time.perf_counter()
     f()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _median_ms(f, reps: int) -> float:
+    """Median time of `reps` calls of `f` after a warm-up call, in ms."""
+    f()
+    return statistics.median(_time_once_ms(f) for _ in range(reps))
+
+
+def _paired_ms(fs: dict, reps: int) -> dict:
+    """{name: [ms of each call]}: after a warm-up call of each, the functions of `fs` are
+    called in turn, `reps` rounds."""
+    for f in fs.values():
         f()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    times = {name: [] for name in fs}
+    for _ in range(reps):
+        for name, f in fs.items():
+            times[name].append(_time_once_ms(f))
+    return times
 
 
 def _copy_ms(nbytes: int, reps: int, pool: concurrent.futures.ThreadPoolExecutor) -> float:
@@ -115,14 +131,17 @@ def main() -> int:
     for name, (op, inputs) in cases.items():
         if args.only not in name:
             continue
-        ms = {}
+        calls = {}
         for backend in ("auto", "xla"):
             f = jax.jit(lambda *a, b=backend, op=op: op(b, *a))
             out = jax.block_until_ready(f(*inputs))
-            ms[backend] = _median_ms(lambda f=f: jax.block_until_ready(f(*inputs)), args.reps)
+            calls[backend] = lambda f=f: jax.block_until_ready(f(*inputs))
+        times = _paired_ms(calls, args.reps)
+        ms = {b: statistics.median(t) for b, t in times.items()}
+        ratio = statistics.median(x / a for a, x in zip(times["auto"], times["xla"]))
         copy = _copy_ms(_nbytes(inputs) + _nbytes(out), args.reps, pool)
         print(f"{name:25s} handler {ms['auto']:7.1f} ms   twin {ms['xla']:7.1f} ms   "
-              f"twin / handler {ms['xla'] / ms['auto']:5.2f}x   "
+              f"twin / handler {ratio:5.2f}x   "
               f"copy {copy:5.1f} ms, copy / handler {copy / ms['auto']:.2f}")
     pool.shutdown()
     return 0
