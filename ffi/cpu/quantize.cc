@@ -100,8 +100,9 @@ __attribute__((target("avx2"))) inline __m256i E4m3MagnitudesAvx2(__m256 x, __m2
 // as the return value, or -1 (nothing written) for a block the scalar path must take: one
 // with inf or NaN (NaN codes and the all-NaN scale), or with a scale of 2^116 or more (code
 // < 12), under which a subnormal input (flushed by the recipe) could reach a non-zero code.
-// The block maximum is an integer max over |x| bits; codes are packed 32 -> 16 -> 8 bits with the signs packed the same way from
-// the input bits, so that one lane permute puts the 32 bytes in order.
+// The block maximum is an integer max over |x| bits; codes are packed 32 -> 16 -> 8 bits with
+// the signs packed the same way from the input bits, so that one lane permute puts the 32
+// bytes in order.
 template <InputType kType>
 __attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in, uint8_t* out) {
   static_assert(kType == InputType::kBf16 || kType == InputType::kF32);
@@ -350,7 +351,7 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
     }
   };
   // Hand-written AVX2 blocks: MXFP8 from bfloat16 or float32, NVFP4 and MXFP4 from bfloat16
-  // or float16 (4over6 blocks keep the scalar path).
+  // or float16 (calls with 4over6 keep the scalar path).
   constexpr bool kHasAvx2Path =
       (kRecipe == Recipe::kMxfp8 && (kType == InputType::kBf16 || kType == InputType::kF32)) ||
       (Q::kFp4Out && !kInputFp8 && (kType == InputType::kBf16 || kType == InputType::kF16));
