@@ -96,16 +96,16 @@ __attribute__((target("avx2"))) inline __m256i E4m3MagnitudesAvx2(__m256 x, __m2
                                            _mm256_set1_epi32(8 * (121 + 20))));
 }
 
-// One whole MXFP8 block of bfloat16 or float32 input: the 32 E4M3 codes, and the UE8M0 byte
-// as the return value, or -1 (nothing written) for a block the scalar path must take: one
+// One whole MXFP8 block of bfloat16, float16 or float32 input: the 32 E4M3 codes, and the
+// UE8M0 byte as the return value, or -1 (nothing written) for a block the scalar path must take: one
 // with inf or NaN (NaN codes and the all-NaN scale), or with a scale of 2^116 or more (code
 // < 12), under which a subnormal input (flushed by the recipe) could reach a non-zero code.
 // The block maximum is an integer max over |x| bits; codes are packed 32 -> 16 -> 8 bits with
-// the signs packed the same way from the input bits, so that one lane permute puts the 32
-// bytes in order.
+// the signs packed the same way from the input bits (float16: from the widened floats), so
+// that one lane permute puts the 32 bytes in order.
 template <InputType kType>
-__attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in, uint8_t* out) {
-  static_assert(kType == InputType::kBf16 || kType == InputType::kF32);
+__attribute__((target("avx2,f16c"))) inline int QuantizeMxfp8BlockAvx2(const void* in,
+                                                                      uint8_t* out) {
   __m256 x[4];
   __m256i signs, permute;
   uint32_t max_bits;
@@ -125,16 +125,30 @@ __attribute__((target("avx2"))) inline int QuantizeMxfp8BlockAvx2(const void* in
     signs = _mm256_packs_epi16(h0, h1);
     permute = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
   } else {
-    const float* p = static_cast<const float*>(in);
-    for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(p + 8 * i);
-    const __m256i abs_mask = _mm256_set1_epi32(kAbsMask);
-    __m256i m = _mm256_and_si256(_mm256_castps_si256(x[0]), abs_mask);
-    for (int i = 1; i < 4; ++i)
-      m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(x[i]), abs_mask));
-    __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
-    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
-    max_bits = static_cast<uint32_t>(_mm_cvtsi128_si32(m4));
+    if constexpr (kType == InputType::kF16) {
+      const __m256i* p = static_cast<const __m256i*>(in);
+      const __m256i h0 = _mm256_loadu_si256(p), h1 = _mm256_loadu_si256(p + 1);
+      const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
+      max_bits = FloatBits(HalfToFloat(MaxLane16(
+          _mm256_max_epi16(_mm256_and_si256(h0, abs_mask), _mm256_and_si256(h1, abs_mask)))));
+      x[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(h0));
+      x[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1));
+      x[2] = _mm256_cvtph_ps(_mm256_castsi256_si128(h1));
+      x[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1));
+    } else {
+      static_assert(kType == InputType::kF32);
+      const float* p = static_cast<const float*>(in);
+      for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(p + 8 * i);
+      const __m256i abs_mask = _mm256_set1_epi32(kAbsMask);
+      __m256i m = _mm256_and_si256(_mm256_castps_si256(x[0]), abs_mask);
+      for (int i = 1; i < 4; ++i)
+        m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(x[i]), abs_mask));
+      __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+      m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
+      m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
+      max_bits = static_cast<uint32_t>(_mm_cvtsi128_si32(m4));
+    }
+    // x holds elements 0-7, 8-15, 16-23, 24-31 in order (as the codes' packing expects).
     signs = _mm256_packs_epi16(
         _mm256_packs_epi32(_mm256_castps_si256(x[0]), _mm256_castps_si256(x[1])),
         _mm256_packs_epi32(_mm256_castps_si256(x[2]), _mm256_castps_si256(x[3])));
@@ -350,11 +364,11 @@ void QuantizeRows(const void* x, const float* global_scale, uint8_t* codes, uint
       }
     }
   };
-  // Hand-written AVX2 blocks: MXFP8 from bfloat16 or float32, NVFP4 and MXFP4 from bfloat16
-  // or float16 (calls with 4over6 keep the scalar path).
+  // Hand-written AVX2 blocks for bfloat16 and float16 input, and float32 (MXFP8); calls with
+  // 4over6 keep the scalar path.
   constexpr bool kHasAvx2Path =
-      (kRecipe == Recipe::kMxfp8 && (kType == InputType::kBf16 || kType == InputType::kF32)) ||
-      (Q::kFp4Out && !kInputFp8 && (kType == InputType::kBf16 || kType == InputType::kF16));
+      !kInputFp8 && (kType == InputType::kBf16 || kType == InputType::kF16 ||
+                     (kRecipe == Recipe::kMxfp8 && kType == InputType::kF32));
   ParallelRows<kHasAvx2Path>(s.batch * s.rows,
                              std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, s.cols)),
                              !s.four_over_six.on, rows);
