@@ -264,6 +264,53 @@ def test_round_trip_mxfp8(dtype, layout, platform):
 
 
 # ---------------------------------------------------------------------------
+# 16-bit outputs on random codes and every scale byte
+# ---------------------------------------------------------------------------
+
+# Encode scales S for nvfp4_dequantize (outputs e2m1 * e4m3(sf) / S): 0.01 sends the largest
+# products past float16's 65504 (to inf), 1e6 puts the small ones among float16's subnormals.
+NVFP4_DECODE_SCALES = [0.01, 1e6]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("op", ["nvfp4", "mxfp8"])
+def test_dequantize_to_16_bits_on_every_scale_byte(op, dtype, backend, platform):
+    """The float32 results rounded to bfloat16 / float16 (round to nearest even, NaN stays
+    NaN) on random codes under every scale byte: NaN codes and scales, overflow to inf,
+    float16 subnormals and ties. 16-element groups, so the CPU handler takes its vector
+    paths where the CPU has them."""
+    rng = np.random.default_rng(seed_of("deq16", op, dtype))
+    M, C = 64, 16  # 1024 scale bytes: every value 0..255 several times
+    out_dtype = jnp.dtype(dtype)
+    outputs = []
+    if op == "nvfp4":
+        codes = rng.integers(0, 256, (M, 16 * C // 2), dtype=np.uint8)
+        scales = random_scale_buffer(rng, "128x4", M, C, two_d=True)
+        for s in map(np.float32, NVFP4_DECODE_SCALES):
+            want = R.e2m1_and_ufp8sf_scale_to_float(codes, scales, np.float32(1) / s)
+            outputs.append((run(F.nvfp4_dequantize, codes, scales, s, SfLayout.layout_128x4,
+                                out_dtype, platform=platform, backend=backend), want, f"S={s}"))
+    else:
+        codes = rng.integers(0, 256, (M, 32 * C // 2), dtype=np.uint8)
+        scales = random_scale_buffer(rng, "128x4", M, C // 2, two_d=True)
+        want = R.mxfp8_dequantize_host(codes, scales)
+        outputs.append((run(F.mxfp8_dequantize, codes, scales, SfLayout.layout_128x4, out_dtype,
+                            platform=platform, backend=backend), want, op))
+    for got, want, what in outputs:
+        assert got.dtype == out_dtype
+        with np.errstate(over="ignore"):  # float16 overflow to inf is part of the test
+            want16 = want.astype(out_dtype)
+        assert_f32_bits_equal(np.asarray(got).astype(np.float32), want16.astype(np.float32), what)
+    # The special cases the test is for are there.
+    values = np.concatenate([np.asarray(g).astype(np.float32).ravel() for g, _, _ in outputs])
+    assert np.isnan(values).any()
+    if dtype == "float16":
+        tiny = np.float32(2.0**-14)  # float16's smallest normal
+        assert np.isinf(values).any() and ((values != 0) & (np.abs(values) < tiny)).any()
+
+
+# ---------------------------------------------------------------------------
 # The large-problem CUDA kernel (bulk stores; row tiles for the swizzled layouts)
 # ---------------------------------------------------------------------------
 

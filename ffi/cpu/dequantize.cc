@@ -79,12 +79,30 @@ __attribute__((target("avx2"))) inline void DecodeE2m1x16Avx2(const uint8_t* cod
   }
 }
 
+// 16 E2M1 elements (8 code bytes, low nibble first) from the block's 16-entry table of
+// finished 16-bit outputs (bfloat16 or float16 bits): the entries' low and high bytes become
+// two 16-byte tables that pshufb indexes with the codes.
+__attribute__((target("avx2"))) inline void DecodeE2m1x16Avx2(const uint8_t* codes,
+                                                                __m128i low_bytes,
+                                                                __m128i high_bytes,
+                                                                uint16_t* out) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes));
+  const __m128i nibble_mask = _mm_set1_epi8(0x0F);
+  const __m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(bytes, nibble_mask),
+                                            _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble_mask));
+  const __m128i low = _mm_shuffle_epi8(low_bytes, nibbles);
+  const __m128i high = _mm_shuffle_epi8(high_bytes, nibbles);
+  __m128i* dst = reinterpret_cast<__m128i*>(out);
+  _mm_storeu_si128(dst, _mm_unpacklo_epi8(low, high));
+  _mm_storeu_si128(dst + 1, _mm_unpackhi_epi8(low, high));
+}
+
 // 8 E4M3 elements times the block's host-math scale (scale * global scale), the same bits as
 // HostMul(DecodeE4M3(code), scale). E4M3's exponent and mantissa bits, moved to float32's
 // places, are the magnitude times 2^-120 (a float32 subnormal for E4M3 subnormals, which the
 // handlers keep: DAZ is off), so one exact multiply by 2^120 decodes them.
-__attribute__((target("avx2"))) inline void DecodeE4m3x8Avx2(const uint8_t* codes, __m256 scale,
-                                                               float* out) {
+__attribute__((target("avx2"))) inline __m256 DecodeE4m3x8Avx2(const uint8_t* codes,
+                                                                 __m256 scale) {
   const __m256i code =
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
   const __m256i magnitude = _mm256_and_si256(code, _mm256_set1_epi32(0x7F));
@@ -96,7 +114,47 @@ __attribute__((target("avx2"))) inline void DecodeE4m3x8Avx2(const uint8_t* code
       _mm256_castsi256_ps(_mm256_cmpeq_epi32(magnitude, _mm256_set1_epi32(0x7F)));
   const __m256 value = _mm256_blendv_ps(_mm256_or_ps(unsigned_value, sign),
                                         _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000)), is_nan);
-  _mm256_storeu_ps(out, _mm256_mul_ps(value, scale));
+  return _mm256_mul_ps(value, scale);
+}
+#endif
+
+// The output element types, as the float32 result's conversion: float32 itself, or the bits
+// of bfloat16 / float16 (round to nearest even; NaN stays NaN).
+struct ToF32 {
+  float operator()(float v) const { return v; }
+};
+struct ToBf16 {
+  uint16_t operator()(float v) const { return FloatToBf16(v); }
+};
+struct ToF16 {
+  uint16_t operator()(float v) const { return FloatToHalf(v); }
+};
+
+#if JAX_FP4_CPU_AVX2
+// Eight float32 results stored as `Convert` gives them: FloatToBf16 on 8 lanes, or F16C's
+// round-to-nearest-even conversion, whose bits are FloatToHalf's (NaN: the sign and 0x7E00;
+// the only NaNs here carry no payload below float16's).
+template <class Convert>
+__attribute__((target("avx2,f16c"))) inline void Store8(__m256 v, void* out) {
+  if constexpr (std::is_same_v<Convert, ToF32>) {
+    _mm256_storeu_ps(static_cast<float*>(out), v);
+  } else if constexpr (std::is_same_v<Convert, ToF16>) {
+    _mm_storeu_si128(static_cast<__m128i*>(out),
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  } else {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(kAbsMask)),
+                                              _mm256_set1_epi32(kInfBits));
+    const __m256i rounded = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)),
+                         _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1))),
+        16);
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    const __m256i bits = _mm256_blendv_epi8(rounded, quiet, is_nan);
+    // 32 -> 16 bits interleaves the 128-bit lanes; the 64-bit permute restores order.
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0xD8);
+    _mm_storeu_si128(static_cast<__m128i*>(out), _mm256_castsi256_si128(packed));
+  }
 }
 
 // One block of `count` (a multiple of 16) elements; `table` as in DequantizeRows.
@@ -108,20 +166,41 @@ __attribute__((target("avx2"))) inline void DecodeE2m1BlockAvx2(const uint8_t* c
     DecodeE2m1x16Avx2(codes + i / 2, table_low, table_high, out + i);
 }
 
-__attribute__((target("avx2"))) inline void DecodeE4m3BlockAvx2(const uint8_t* codes,
+__attribute__((target("avx2"))) inline void DecodeE2m1BlockAvx2(const uint8_t* codes,
                                                                   int64_t count,
-                                                                  float host_scale, float* out) {
+                                                                  const uint16_t* table,
+                                                                  uint16_t* out) {
+  const __m128i byte_order =
+      _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  // [low bytes of entries 0-7 | high bytes of 0-7], the same for entries 8-15
+  const __m128i first = _mm_shuffle_epi8(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(table)), byte_order);
+  const __m128i second = _mm_shuffle_epi8(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 8)), byte_order);
+  const __m128i low_bytes = _mm_unpacklo_epi64(first, second);
+  const __m128i high_bytes = _mm_unpackhi_epi64(first, second);
+  for (int64_t i = 0; i < count; i += 16)
+    DecodeE2m1x16Avx2(codes + i / 2, low_bytes, high_bytes, out + i);
+}
+
+template <class Convert, typename Out>
+__attribute__((target("avx2,f16c"))) inline void DecodeE4m3BlockAvx2(const uint8_t* codes,
+                                                                       int64_t count,
+                                                                       float host_scale,
+                                                                       Out* out) {
   const __m256 scale = _mm256_set1_ps(host_scale);
-  for (int64_t i = 0; i < count; i += 8) DecodeE4m3x8Avx2(codes + i, scale, out + i);
+  for (int64_t i = 0; i < count; i += 8)
+    Store8<Convert>(DecodeE4m3x8Avx2(codes + i, scale), out + i);
 }
 #endif
 
-// `Out` is the output element (float, or uint16_t bits of bf16 / fp16), `convert` maps the
-// float32 result to it. Each block decodes its scale once; E2M1 blocks then fill a 16-entry
-// table of finished outputs (same function, same bits) and look both nibbles of every code
-// byte up in it; E4M3 blocks run a loop the compiler vectorizes. With AVX2, float32 output
-// and whole 16-element groups, the lookups and the E4M3 host-math decode are the explicit
-// vector code above: the compiler's versions were scalar (E2M1) or ~5 instructions an element.
+// `Out` is the output element (float, or uint16_t bits of bf16 / fp16), `convert` (ToF32,
+// ToBf16 or ToF16) maps the float32 result to it. Each block decodes its scale once; E2M1
+// blocks then fill a 16-entry table of finished outputs (same function, same bits) and look
+// both nibbles of every code byte up in it; E4M3 blocks run a loop the compiler vectorizes.
+// With AVX2 and whole 16-element groups, the lookups and the E4M3 host-math decode (and its
+// conversion to 16 bits) are the explicit vector code above: the compiler's versions were
+// scalar (E2M1, and float16 output) or ~5 instructions an element.
 template <bool kDeviceMath, typename Out, typename Convert>
 void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const Dims3& d,
                     int64_t sf_vec_size, int64_t layout, ElementFormat elem, ScaleFormat sfmt,
@@ -193,7 +272,7 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
           const float scale = DecodeScale(sfmt, scale_byte);
 #if JAX_FP4_CPU_AVX2
           if constexpr (kAvx2 && !kDeviceMath) {
-            DecodeE4m3BlockAvx2(code_ptr, sf_vec_size, HostMul(scale, g), out_ptr);
+            DecodeE4m3BlockAvx2<Convert>(code_ptr, sf_vec_size, HostMul(scale, g), out_ptr);
             code_ptr += sf_vec_size;
             continue;
           }
@@ -206,9 +285,8 @@ void DequantizeRows(const uint8_t* c, const uint8_t* sf, const float* gs, const 
       }
     }
   };
-  ParallelRows<std::is_same_v<Out, float>>(d.batch * d.rows,
-                                           std::max<int64_t>(1, (1 << 16) / d.last),
-                                           sf_vec_size % 16 == 0, rows);
+  ParallelRows<true>(d.batch * d.rows, std::max<int64_t>(1, (1 << 16) / d.last),
+                     sf_vec_size % 16 == 0, rows);
 }
 
 template <typename Out, typename Convert>
@@ -254,15 +332,15 @@ ffi::Error BlockDequantizeCpuImpl(ffi::AnyBuffer codes, ffi::Buffer<ffi::U8> sca
   switch (out->element_type()) {
     case ffi::F32:
       DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
-                     static_cast<float*>(o), [](float v) { return v; });
+                     static_cast<float*>(o), ToF32{});
       break;
     case ffi::BF16:
       DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
-                     static_cast<uint16_t*>(o), [](float v) { return FloatToBf16(v); });
+                     static_cast<uint16_t*>(o), ToBf16{});
       break;
     case ffi::F16:
       DequantizeRows(c, sf, gs, d, sf_vec_size, layout, elem, sfmt, plus_zero_code8, device_math,
-                     static_cast<uint16_t*>(o), [](float v) { return FloatToHalf(v); });
+                     static_cast<uint16_t*>(o), ToF16{});
       break;
     default:
       return InvalidArgument(kOp, "output must be float32, bfloat16 or float16");
