@@ -66,6 +66,12 @@ def _dequantizers(x: jax.Array):
             lambda b, q, s: F.mxfp8_dequantize_host(q, s, backend=b), (mx8_u8, mx8_sf)),
         "mxfp8 dequantize_host f8": (
             lambda b, q, s: F.mxfp8_dequantize_host(q, s, backend=b), (mx8_q, mx8_sf)),
+        "nvfp4_dequantize to bf16": (
+            lambda b, q, s: F.nvfp4_dequantize(q, s, GLOBAL_SCALE, dtype=jnp.bfloat16, backend=b),
+            (nv_q, nv_sf)),
+        "mxfp8_dequantize to f16": (
+            lambda b, q, s: F.mxfp8_dequantize(q, s, dtype=jnp.float16, backend=b),
+            (mx8_q, mx8_sf)),
     }
 
 
