@@ -5,9 +5,11 @@ per format compiles the shared header with the host compiler and compares it on 
 patterns with a plain reference encoder:
 
 * ``tests/cpp/e2m1_exhaustive.cc``: SPEC 2.1's threshold table (the packed eight-code form
-  on every 61st pattern); about 10 s.
-* ``tests/cpp/e4m3_exhaustive.cc``: SPEC 2.2's integer encoder, the two-byte form, and the
-  host MXFP8 element encoder (no clamp) against encode(clamp(y)); about 15 s on 2 cores.
+  on every 61st pattern), and the CPU quantizers' AVX2 encoder (``ffi/cpu/simd_formats.h``)
+  on every pattern where the CPU has AVX2; about 25 s.
+* ``tests/cpp/e4m3_exhaustive.cc``: SPEC 2.2's integer encoder, the two-byte form, the
+  host MXFP8 element encoder (no clamp) against encode(clamp(y)), and the AVX2 MXFP8 encoder
+  on every non-NaN pattern; about 25 s on 2 cores.
 
 ``JAX_FP4_E2M1_STRIDE`` / ``JAX_FP4_E4M3_STRIDE`` check every n-th pattern instead.
 """

@@ -11,18 +11,9 @@
 #include <type_traits>
 
 #include "common/ffi_utils.h"
+#include "cpu/target.h"
 
 namespace jax_fp4::cpu {
-
-// Set from outside (-DJAX_FP4_CPU_AVX2=0) to compile the code of other targets on x86-64:
-// tests/test_cpu_portable.py does, so that code stays buildable.
-#if !defined(JAX_FP4_CPU_AVX2)
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define JAX_FP4_CPU_AVX2 1
-#else
-#define JAX_FP4_CPU_AVX2 0
-#endif
-#endif
 
 // Whether bodies run their AVX2 version: the CPU has AVX2 and F16C and JAX_FP4_CPU_BASELINE
 // is unset or "0" (set it to test the baseline version on an AVX2 machine). Read once.

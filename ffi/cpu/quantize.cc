@@ -7,6 +7,7 @@
 #include "common/ffi_utils.h"
 #include "common/sf_layout.h"
 #include "cpu/isa.h"
+#include "cpu/simd_formats.h"
 #include "handlers.h"
 
 #if JAX_FP4_CPU_AVX2
@@ -75,25 +76,6 @@ __attribute__((target("avx2"))) inline uint32_t MaxLane16(__m256i m) {
   const __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
   const __m128i smallest_complement = _mm_minpos_epu16(_mm_xor_si128(m8, _mm_set1_epi16(-1)));
   return ~static_cast<uint32_t>(_mm_cvtsi128_si32(smallest_complement)) & 0xFFFFu;
-}
-
-// E4M3 magnitude codes of 8 finite floats times a power of two `scale` (or 0): EncodeE4M3's
-// magic add, 8 lanes at a time. No flush to zero: the caller keeps blocks whose scale could
-// lift a subnormal input to a non-zero code off this path, and a subnormal product encodes to
-// 0 like the flushed one. Signs are added after packing.
-__attribute__((target("avx2"))) inline __m256i E4m3MagnitudesAvx2(__m256 x, __m256 scale) {
-  const __m256i y = _mm256_castps_si256(_mm256_mul_ps(x, scale));
-  const __m256i saturated = _mm256_min_epu32(_mm256_and_si256(y, _mm256_set1_epi32(kAbsMask)),
-                                             _mm256_set1_epi32(0x43E00000));  // 448
-  const __m256i magic = _mm256_max_epu32(
-      _mm256_add_epi32(_mm256_and_si256(saturated, _mm256_set1_epi32(kInfBits)),
-                       _mm256_set1_epi32(20 << 23)),
-      _mm256_set1_epi32((121 + 20) << 23));
-  const __m256i sum = _mm256_castps_si256(
-      _mm256_add_ps(_mm256_castsi256_ps(saturated), _mm256_castsi256_ps(magic)));
-  return _mm256_add_epi32(_mm256_and_si256(sum, _mm256_set1_epi32(0xFFFFF)),
-                          _mm256_sub_epi32(_mm256_srli_epi32(sum, 20),
-                                           _mm256_set1_epi32(8 * (121 + 20))));
 }
 
 // One whole MXFP8 block of bfloat16, float16 or float32 input: the 32 E4M3 codes, and the
@@ -166,27 +148,6 @@ __attribute__((target("avx2,f16c"))) inline int QuantizeMxfp8BlockAvx2(const voi
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
                       _mm256_permutevar8x32_epi32(signed_codes, permute));
   return static_cast<int>(bs.code);
-}
-
-// E2M1 codes of the 8 products x * scale, one per 32-bit lane: E2M1CodePlusBias (the clamp,
-// the magic add, the sign) minus its bias, on 8 lanes. The products are not flushed to zero;
-// the caller's guard on the scale makes that give the flushed product's code.
-__attribute__((target("avx2"))) inline __m256i E2M1CodesAvx2(__m256 x, __m256 scale) {
-  // min_ps returns its second operand beside a NaN: NaN products (none reach here) -> +6.
-  const __m256 c = _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps(x, scale), _mm256_set1_ps(6.0f)),
-                                 _mm256_set1_ps(-6.0f));
-  const __m256i bits = _mm256_castps_si256(c);
-  const __m256i magic = _mm256_max_epu32(
-      _mm256_add_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(kInfBits)),
-                       _mm256_set1_epi32(22 << 23)),
-      _mm256_set1_epi32(0x4A800000));
-  const __m256i sum = _mm256_castps_si256(_mm256_add_ps(
-      _mm256_castsi256_ps(_mm256_and_si256(bits, _mm256_set1_epi32(kAbsMask))),
-      _mm256_castsi256_ps(magic)));
-  const __m256i code_plus_bias = _mm256_add_epi32(
-      _mm256_add_epi32(_mm256_and_si256(sum, _mm256_set1_epi32(7)), _mm256_srli_epi32(sum, 22)),
-      _mm256_and_si256(_mm256_srli_epi32(bits, 28), _mm256_set1_epi32(8)));
-  return _mm256_sub_epi32(code_plus_bias, _mm256_set1_epi32(kE2m1CodeBias));
 }
 
 // Eight bfloat16 or float16 values as float32, exactly.

@@ -2,8 +2,9 @@
 // the plain integer encoder it replaced, kept here as the reference, on every float32 bit
 // pattern (or every `stride`-th one), split over the machine's threads; and that the host
 // MXFP8 element encoder, which leaves out the clamp to +-448 (the encoder saturates), equals
-// encode(clamp(y)) on every y. Prints the first mismatches and the count; exit status 0
-// when there are none. Run by tests/test_encoders_exhaustive.py.
+// encode(clamp(y)) on every y; and the CPU MXFP8 quantizer's AVX2 encoder, where the CPU has
+// AVX2. Prints the first mismatches and the count; exit status 0 when there are none. Run by
+// tests/test_encoders_exhaustive.py.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -15,6 +16,7 @@
 
 #include "common/block_scale.h"
 #include "common/formats.h"
+#include "cpu/simd_formats.h"
 
 namespace {
 
@@ -41,6 +43,32 @@ uint32_t ReferenceE4M3(uint32_t u) {
   return sign | q;
 }
 
+// The CPU MXFP8 quantizer's AVX2 encoder on n patterns, 8 at a time: E4m3MagnitudesAvx2(x, 1)
+// must be the magnitude of x's code for every x but NaN (which it is not given). Returns the
+// number of mismatches; prints the first.
+#if JAX_FP4_CPU_AVX2
+__attribute__((target("avx2"))) uint64_t Avx2Mismatches(const float* in, const uint32_t* bits,
+                                                        int n, std::mutex& print) {
+  uint64_t bad = 0;
+  for (int i = 0; i + 8 <= n; i += 8) {
+    uint32_t got[8];
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(got),
+                        jax_fp4::cpu::E4m3MagnitudesAvx2(_mm256_loadu_ps(in + i),
+                                                         _mm256_set1_ps(1.0f)));
+    for (int k = 0; k < 8; ++k) {
+      const uint32_t u = bits[i + k];
+      if ((u & 0x7FFFFFFFu) > 0x7F800000u) continue;  // NaN
+      const uint32_t want = ReferenceE4M3(u) & 0x7Fu;
+      if (got[k] != want && bad++ == 0) {
+        std::lock_guard<std::mutex> lock(print);
+        std::printf("AVX2 0x%08x: want 0x%02x got 0x%02x\n", u, want, got[k]);
+      }
+    }
+  }
+  return bad;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,17 +78,26 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> mismatches{0};
   std::mutex print;
   std::vector<std::thread> pool;
+#if JAX_FP4_CPU_AVX2
+  const bool avx2 = __builtin_cpu_supports("avx2");  // then also the AVX2 encoder, every pattern
+#endif
   for (unsigned t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       constexpr int kChunk = 4096;
       float in[kChunk];
-      uint32_t got[kChunk];
+      uint32_t got[kChunk], patterns[kChunk];
       uint64_t local = 0;
       const uint64_t begin = total * t / threads, end = total * (t + 1) / threads;
       for (uint64_t base = begin; base < end; base += kChunk) {
         const int n = static_cast<int>(std::min<uint64_t>(kChunk, end - base));
         for (int i = 0; i < n; ++i) in[i] = jax_fp4::BitsFloat(static_cast<uint32_t>((base + i) * stride));
         for (int i = 0; i < n; ++i) got[i] = jax_fp4::EncodeE4M3(in[i]);
+#if JAX_FP4_CPU_AVX2
+        if (avx2) {
+          for (int i = 0; i < n; ++i) patterns[i] = static_cast<uint32_t>((base + i) * stride);
+          local += Avx2Mismatches(in, patterns, n, print);
+        }
+#endif
         for (int i = 0; i < n; ++i) {
           const uint32_t bits = static_cast<uint32_t>((base + i) * stride);
           const uint32_t want = ReferenceE4M3(bits);
