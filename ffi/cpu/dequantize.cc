@@ -14,6 +14,7 @@
 #include "common/ffi_utils.h"
 #include "common/sf_layout.h"
 #include "cpu/isa.h"
+#include "cpu/simd_formats.h"
 #include "handlers.h"
 
 #if JAX_FP4_CPU_AVX2
@@ -97,25 +98,6 @@ __attribute__((target("avx2"))) inline void DecodeE2m1x16Avx2(const uint8_t* cod
   _mm_storeu_si128(dst + 1, _mm_unpackhi_epi8(low, high));
 }
 
-// 8 E4M3 elements times the block's host-math scale (scale * global scale), the same bits as
-// HostMul(DecodeE4M3(code), scale). E4M3's exponent and mantissa bits, moved to float32's
-// places, are the magnitude times 2^-120 (a float32 subnormal for E4M3 subnormals, which the
-// handlers keep: DAZ is off), so one exact multiply by 2^120 decodes them.
-__attribute__((target("avx2"))) inline __m256 DecodeE4m3x8Avx2(const uint8_t* codes,
-                                                                 __m256 scale) {
-  const __m256i code =
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
-  const __m256i magnitude = _mm256_and_si256(code, _mm256_set1_epi32(0x7F));
-  const __m256 unsigned_value = _mm256_mul_ps(
-      _mm256_castsi256_ps(_mm256_slli_epi32(magnitude, 20)), _mm256_set1_ps(0x1p120f));
-  const __m256 sign = _mm256_castsi256_ps(_mm256_and_si256(
-      _mm256_slli_epi32(code, 24), _mm256_set1_epi32(static_cast<int>(kSignMask))));
-  const __m256 is_nan =
-      _mm256_castsi256_ps(_mm256_cmpeq_epi32(magnitude, _mm256_set1_epi32(0x7F)));
-  const __m256 value = _mm256_blendv_ps(_mm256_or_ps(unsigned_value, sign),
-                                        _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000)), is_nan);
-  return _mm256_mul_ps(value, scale);
-}
 #endif
 
 // The output element types, as the float32 result's conversion: float32 itself, or the bits

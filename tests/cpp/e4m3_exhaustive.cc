@@ -2,8 +2,8 @@
 // the plain integer encoder it replaced, kept here as the reference, on every float32 bit
 // pattern (or every `stride`-th one), split over the machine's threads; and that the host
 // MXFP8 element encoder, which leaves out the clamp to +-448 (the encoder saturates), equals
-// encode(clamp(y)) on every y; and the CPU MXFP8 quantizer's AVX2 encoder, where the CPU has
-// AVX2. Prints the first mismatches and the count; exit status 0 when there are none. Run by
+// encode(clamp(y)) on every y; and the CPU MXFP8 quantizer's AVX2 encoder and the CPU
+// dequantizers' AVX2 E4M3 decoder, where the CPU has AVX2. Prints the first mismatches and the count; exit status 0 when there are none. Run by
 // tests/test_encoders_exhaustive.py.
 #include <algorithm>
 #include <atomic>
@@ -67,6 +67,26 @@ __attribute__((target("avx2"))) uint64_t Avx2Mismatches(const float* in, const u
   }
   return bad;
 }
+
+// The CPU dequantizers' AVX2 E4M3 decoder on every code: DecodeE4m3x8Avx2(code, 1) must be
+// DecodeE4M3(code) (NaN codes: NaN).
+__attribute__((target("avx2"))) uint64_t Avx2DecodeMismatches() {
+  uint64_t bad = 0;
+  for (int first = 0; first < 256; first += 8) {
+    uint8_t codes[8];
+    for (int k = 0; k < 8; ++k) codes[k] = static_cast<uint8_t>(first + k);
+    float got[8];
+    _mm256_storeu_ps(got, jax_fp4::cpu::DecodeE4m3x8Avx2(codes, _mm256_set1_ps(1.0f)));
+    for (int k = 0; k < 8; ++k) {
+      const float want = jax_fp4::DecodeE4M3(first + k);
+      const bool same = jax_fp4::IsNan(want) ? jax_fp4::IsNan(got[k])
+                                             : jax_fp4::FloatBits(got[k]) == jax_fp4::FloatBits(want);
+      if (!same && bad++ == 0)
+        std::printf("AVX2 decode 0x%02x: want %g got %g\n", first + k, want, got[k]);
+    }
+  }
+  return bad;
+}
 #endif
 
 }  // namespace
@@ -121,6 +141,9 @@ int main(int argc, char** argv) {
     });
   }
   for (auto& th : pool) th.join();
+#if JAX_FP4_CPU_AVX2
+  if (avx2) mismatches += Avx2DecodeMismatches();
+#endif
   std::printf("checked %llu, mismatches %llu\n", static_cast<unsigned long long>(total),
               static_cast<unsigned long long>(mismatches.load()));
   return mismatches == 0 ? 0 : 1;
