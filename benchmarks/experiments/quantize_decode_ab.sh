@@ -20,7 +20,7 @@ for v in ${VARIANTS:-"tree base nopad noencode"}; do
   case $v in
     base) cp "${BASE_QUANTIZE:?set BASE_QUANTIZE}" $SRC ;;
     nopad)
-      sed -i 's/^  for (uint32_t i = first; i < p.pad_chunks; i += stride) {$/  for (uint32_t i = first; i < 0u; i += stride) {/' $SRC ;;
+      sed -i 's/; i < p.pad_chunks; i += stride) {$/; i < 0u; i += stride) {/' $SRC ;;
     noencode)
       # Split kernel: no scale, codes are input bits; one-block-per-thread kernel: the same.
       sed -i -e 's/^      const BlockScale bs = q.Scale(amax);$/      const BlockScale bs{__float_as_uint(amax) \& 0xFFu, 1.0f};/' \
