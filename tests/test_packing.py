@@ -50,6 +50,17 @@ def test_packbits_vs_numpy(n, dtype, backend, platform):
         assert_bytes_equal(got, R.packbits(x, order), "oracle")
 
 
+@pytest.mark.parametrize("order", BITORDERS)
+def test_packbits_long_rows_under_vmap(order, platform):
+    """Rows long enough that the CPU handler splits each into pieces over its threads (2^16
+    output bytes a piece), with a tail that is not a whole 64-element group."""
+    rng = np.random.default_rng(seed_of("packbits-long", order))
+    x = rng.random((3, (1 << 20) + 13)) < 0.5
+    got = jax.jit(jax.vmap(lambda r: F.packbits(r, order)))(on(platform, x))
+    want = np.stack([np.packbits(r, bitorder=order) for r in x])
+    assert_bytes_equal(got, want, order)
+
+
 def test_packbits_special_floats(platform):
     x = np.array([-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, -0.0, 1.0], np.float32)
     for backend in BACKENDS:

@@ -4,12 +4,51 @@
 #include "common/ffi_utils.h"
 #include "common/packing.h"
 #include "common/sf_layout.h"
+#include "cpu/isa.h"
 #include "handlers.h"
+
+#if JAX_FP4_CPU_AVX2
+#include <immintrin.h>
+#endif
 
 namespace jax_fp4::cpu {
 namespace {
 
-// x: u8|pred [B..., N] -> out: u8 [B..., ceil(N/8)].
+// Eight whole groups of 8 input bytes (64 elements) as 8 packed bytes, with 64-bit words:
+// each byte's "non-zero" becomes its top bit, and a multiply gathers the 8 top bits of a word
+// into its top byte (in LSB-first order; a byte swap of the word first gives MSB-first).
+inline void Pack64(const uint8_t* x, uint8_t* out, bool little) {
+  for (int g = 0; g < 8; ++g) {
+    uint64_t v;
+    std::memcpy(&v, x + 8 * g, 8);
+    if (!little) v = __builtin_bswap64(v);
+    constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7Full;
+    const uint64_t top = (((v & kLow7) + kLow7) | v) & ~kLow7;  // 0x80 where the byte is non-zero
+    out[g] = static_cast<uint8_t>(((top >> 7) * 0x0102040810204080ull) >> 56);
+  }
+}
+
+#if JAX_FP4_CPU_AVX2
+// The same with AVX2: 32 input bytes compared with zero give a 32-bit mask, bit i for byte i
+// (LSB-first); MSB-first reverses each group of 8 bytes first.
+__attribute__((target("avx2"))) inline void Pack64Avx2(const uint8_t* x, uint8_t* out,
+                                                       bool little) {
+  const __m256i reverse = _mm256_setr_epi8(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8,
+                                           7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+  for (int h = 0; h < 2; ++h) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * h));
+    if (!little) v = _mm256_shuffle_epi8(v, reverse);
+    const uint32_t zero = static_cast<uint32_t>(
+        _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_setzero_si256())));
+    const uint32_t bits = ~zero;
+    std::memcpy(out + 4 * h, &bits, 4);
+  }
+}
+#endif
+
+// x: u8|pred [B..., N] -> out: u8 [B..., ceil(N/8)]. Rows, or for few rows pieces of them,
+// over the threads; whole 64-element groups take Pack64 (AVX2 where the CPU has it), a row's
+// tail PackByte.
 ffi::Error PackbitsCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out, bool little) {
   const auto dims = x.dimensions();
   const int64_t n = dims.size() ? dims[dims.size() - 1] : 1;
@@ -19,9 +58,30 @@ ffi::Error PackbitsCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out, boo
     return InvalidArgument("packbits", "output size does not match the input");
   const auto* in = static_cast<const uint8_t*>(x.untyped_data());
   uint8_t* o = out->typed_data();
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < nbytes; ++j)
-      o[r * nbytes + j] = PackByte(in + r * n + 8 * j, n - 8 * j, little);
+  // Work items: (row, piece of 2^16 output bytes), so one long row still splits.
+  constexpr int64_t kPieceBytes = int64_t{1} << 16;
+  const int64_t pieces = std::max<int64_t>(1, (nbytes + kPieceBytes - 1) / kPieceBytes);
+  const auto items = [&](auto use_avx2, int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t r = item / pieces, first = (item % pieces) * kPieceBytes;
+      const int64_t last = std::min(nbytes, first + kPieceBytes);
+      const uint8_t* row = in + r * n;
+      uint8_t* dst = o + r * nbytes;
+      int64_t j = first;
+      for (; j + 8 <= last && 8 * (j + 8) <= n; j += 8) {
+#if JAX_FP4_CPU_AVX2
+        if constexpr (decltype(use_avx2)::value) {
+          Pack64Avx2(row + 8 * j, dst + j, little);
+          continue;
+        }
+#endif
+        Pack64(row + 8 * j, dst + j, little);
+      }
+      for (; j < last; ++j) dst[j] = PackByte(row + 8 * j, n - 8 * j, little);
+    }
+  };
+  ParallelRows<true>(rows * pieces, std::max<int64_t>(1, kPieceBytes / std::max<int64_t>(1, nbytes)),
+                     true, items);
   return ffi::Error::Success();
 }
 
@@ -63,16 +123,46 @@ ffi::Error SegmentPackbitsCpuImpl(ffi::AnyBuffer x, ffi::AnyBuffer indptr,
   return ffi::Error::Success();
 }
 
+// Each output row tile (128 rows of the padded matrix) is one task. A tile whose 128 rows are
+// real and whose columns need no padding is written in memory order: a 512-element column
+// group holds, for each lane l, the 4-column pieces of rows l, l + 32, l + 64, l + 96, so
+// the stores are sequential and the 128 source rows' pieces stay in L1 between groups.
+// Other tiles are zeroed and take their rows one at a time.
 template <typename T>
 void InterleaveRows(const T* in, T* out, int64_t batch, int64_t rows, int64_t cols,
                     int64_t shuffle_block) {
   const int64_t size = SfBufferSize(kLayout128x4, rows, cols);
-  std::memset(out, 0, static_cast<size_t>(batch * size) * sizeof(T));
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t k = 0; k < cols; ++k)
-        out[b * size + SfOffset(kLayout128x4, r, k, cols)] =
-            in[(b * rows + ShuffleSourceRow(r, shuffle_block)) * cols + k];
+  const SfAddressing addr = SfAddressing::Make(kLayout128x4, cols);
+  const int64_t tiles = SfPaddedRows(kLayout128x4, rows) / 128;
+  const int64_t tile_elems = addr.row_tile_bytes;  // elements of T per 128-row tile
+  const auto source_row = [&](int64_t b, int64_t r) {
+    return in + (b * rows + ShuffleSourceRow(r, shuffle_block)) * cols;
+  };
+  ParallelFor(batch * tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / tiles, tile = item % tiles;
+      T* out_tile = out + b * size + tile * tile_elems;
+      const int64_t first_row = tile * 128, row_end = std::min(rows, first_row + 128);
+      if (row_end - first_row == 128 && cols % 4 == 0) {
+        const T* src[128];
+        for (int i = 0; i < 128; ++i) src[i] = source_row(b, first_row + i);
+        T* dst = out_tile;
+        for (int64_t k = 0; k < cols; k += 4)
+          for (int lane = 0; lane < 32; ++lane)
+            for (int group = 0; group < 4; ++group, dst += 4)
+              std::memcpy(dst, src[group * 32 + lane] + k, 4 * sizeof(T));
+        continue;
+      }
+      std::memset(out_tile, 0, static_cast<size_t>(tile_elems) * sizeof(T));
+      for (int64_t r = first_row; r < row_end; ++r) {
+        const T* src = source_row(b, r);
+        T* dst = out + b * size + addr.RowPart(r);
+        for (int64_t k = 0; k < cols; k += 4)
+          std::memcpy(dst + addr.ColPart(k), src + k,
+                      static_cast<size_t>(std::min<int64_t>(4, cols - k)) * sizeof(T));
+      }
+    }
+  });
 }
 
 // x: u8|bf16 [B..., R, C] -> out: same dtype [B..., round_up(R,128) * round_up(C,4)], the
@@ -110,9 +200,12 @@ ffi::Error ShuffleRowsCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out,
     return InvalidArgument("shuffle_matrix_a", "rows must be a multiple of the shuffle block");
   const auto* in = static_cast<const uint8_t*>(x.untyped_data());
   auto* o = static_cast<uint8_t*>(out->untyped_data());
-  for (int64_t r = 0; r < total_rows; ++r)
-    std::memcpy(o + r * row_bytes, in + ShuffleSourceRow(r, block) * row_bytes,
-                static_cast<size_t>(row_bytes));
+  ParallelFor(total_rows, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, row_bytes)),
+              [&](int64_t begin, int64_t end) {
+                for (int64_t r = begin; r < end; ++r)
+                  std::memcpy(o + r * row_bytes, in + ShuffleSourceRow(r, block) * row_bytes,
+                              static_cast<size_t>(row_bytes));
+              });
   return ffi::Error::Success();
 }
 
