@@ -1,8 +1,10 @@
 """CPU handlers against the pure-JAX twin on the CPU (issue 5's "3x faster than the twin").
 
 Times one jitted call of each quantizer (on a [M, K] bfloat16 matrix) and dequantizer (on
-that matrix's codes and scales) with the CPU handler (backend="auto") and with the twin
-(backend="xla"), median of --reps calls after a warm-up, and prints both and their ratio.
+that matrix's codes and scales), of packbits / segment_packbits (on 4 M K bools),
+block_scale_interleave (on 4 M x K/16 scale bytes) and the NVFP4 KV-cache pair, with the CPU
+handler (backend="auto") and with the twin (backend="xla"), median of --reps calls after a
+warm-up, and prints both and their ratio.
 The two are called in turn (handler, twin, handler, ...), so that both see the same state of
 a shared machine; the ratio is the median of the per-pair ratios.
 
@@ -81,6 +83,31 @@ def _time_once_ms(f) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def _other_ops(x: jax.Array):
+    """The data-movement ops and the KV-cache pair, on inputs sized like `x`'s bytes.
+
+    Returns:
+        {name: (fn(backend, *inputs) -> output, inputs)}.
+    """
+    rng = np.random.default_rng(1)
+    n_bits = x.size * 4  # as many bytes as the bf16 matrix has, times 2
+    bits = jnp.asarray(rng.random(n_bits) < 0.5)
+    indptr = jnp.asarray(np.sort(np.concatenate(
+        [[0, n_bits], rng.integers(0, n_bits, 63)])).astype(np.int32))
+    sf = jnp.asarray(rng.integers(0, 256, (x.shape[0] * 4, x.shape[1] // 16), dtype=np.uint8))
+    kv_q, kv_sf = F.nvfp4_kv_quantize(x, 0.01)
+    return {
+        "packbits": (lambda b, a: F.packbits(a, backend=b), (bits,)),
+        "segment_packbits (64)": (
+            lambda b, a, p: F.segment_packbits(a, p, total_bytes=n_bits // 8 + 64, backend=b),
+            (bits, indptr)),
+        "block_scale_interleave": (lambda b, a: F.block_scale_interleave(a, backend=b), (sf,)),
+        "nvfp4_kv_quantize": (lambda b, a: F.nvfp4_kv_quantize(a, 0.01, backend=b), (x,)),
+        "nvfp4_kv_dequantize bf16": (
+            lambda b, q, s: F.nvfp4_kv_dequantize(q, s, 0.01, backend=b), (kv_q, kv_sf)),
+    }
+
+
 def _median_ms(f, reps: int) -> float:
     """Median time of `reps` calls of `f` after a warm-up call, in ms."""
     f()
@@ -133,6 +160,7 @@ def main() -> int:
     print(f"CPU: {os.cpu_count()} cores; jax {jax.__version__}; [{args.m}, {args.k}] bfloat16")
     cases = {name: (lambda b, a, op=op: op(a, b), (x,)) for name, op in _quantizers().items()}
     cases.update(_dequantizers(x))
+    cases.update(_other_ops(x))
     pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
     for name, (op, inputs) in cases.items():
         if args.only not in name:
