@@ -1,5 +1,6 @@
 // CPU handlers that move bytes: packbits, segment_packbits and block_scale_interleave.
 #include <cstring>
+#include <vector>
 
 #include "common/ffi_utils.h"
 #include "common/packing.h"
@@ -85,19 +86,38 @@ ffi::Error PackbitsCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out, boo
   return ffi::Error::Success();
 }
 
+// The output offsets first (each segment's bytes follow the previous segment's), then the
+// segments on the threads, whole 64-element groups through Pack64 like packbits.
 template <typename Index>
 void SegmentPackbitsRow(const uint8_t* x, int64_t n, const Index* indptr, int64_t segments,
                         uint8_t* y, int64_t total_bytes, int32_t* new_indptr, bool little) {
-  std::memset(y, 0, static_cast<size_t>(total_bytes));
-  int64_t out = 0;
-  new_indptr[0] = 0;
+  std::vector<int64_t> first_byte(static_cast<size_t>(segments) + 1, 0);
   for (int64_t s = 0; s < segments; ++s) {
     int64_t begin = indptr[s], end = indptr[s + 1];
     ClampSegment(n, begin, end);
-    for (int64_t i = begin; i < end; i += 8, ++out)
-      if (out < total_bytes) y[out] = PackByte(x + i, end - i, little);
-    new_indptr[s + 1] = static_cast<int32_t>(out);
+    first_byte[s + 1] = first_byte[s] + CeilDiv8(end - begin);
   }
+  for (int64_t s = 0; s <= segments; ++s) new_indptr[s] = static_cast<int32_t>(first_byte[s]);
+  const int64_t written = std::min(first_byte[segments], total_bytes);
+  std::memset(y + written, 0, static_cast<size_t>(total_bytes - written));
+  const auto pack = [&](auto use_avx2, int64_t s_begin, int64_t s_end) {
+    for (int64_t s = s_begin; s < s_end; ++s) {
+      int64_t begin = indptr[s], end = indptr[s + 1];
+      ClampSegment(n, begin, end);
+      int64_t i = begin, out = first_byte[s];
+      for (; i + 64 <= end && out + 8 <= total_bytes; i += 64, out += 8) {
+#if JAX_FP4_CPU_AVX2
+        if constexpr (decltype(use_avx2)::value) {
+          Pack64Avx2(x + i, y + out, little);
+          continue;
+        }
+#endif
+        Pack64(x + i, y + out, little);
+      }
+      for (; i < end && out < total_bytes; i += 8, ++out) y[out] = PackByte(x + i, end - i, little);
+    }
+  };
+  ParallelRows<true>(segments, std::max<int64_t>(1, segments / 64), true, pack);
 }
 
 // x: u8|pred [B..., N]; indptr: s32|s64 [B..., S+1] -> y: u8 [B..., T], new_indptr: s32 [B..., S+1].
