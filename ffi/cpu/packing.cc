@@ -81,8 +81,8 @@ ffi::Error PackbitsCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out, boo
       for (; j < last; ++j) dst[j] = PackByte(row + 8 * j, n - 8 * j, little);
     }
   };
-  ParallelRows<true>(rows * pieces, std::max<int64_t>(1, kPieceBytes / std::max<int64_t>(1, nbytes)),
-                     true, items);
+  const int64_t items_per_task = std::max<int64_t>(1, kPieceBytes / std::max<int64_t>(1, nbytes));
+  ParallelRows<true>(rows * pieces, items_per_task, true, items);
   return ffi::Error::Success();
 }
 
@@ -220,12 +220,13 @@ ffi::Error ShuffleRowsCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out,
     return InvalidArgument("shuffle_matrix_a", "rows must be a multiple of the shuffle block");
   const auto* in = static_cast<const uint8_t*>(x.untyped_data());
   auto* o = static_cast<uint8_t*>(out->untyped_data());
-  ParallelFor(total_rows, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, row_bytes)),
-              [&](int64_t begin, int64_t end) {
-                for (int64_t r = begin; r < end; ++r)
-                  std::memcpy(o + r * row_bytes, in + ShuffleSourceRow(r, block) * row_bytes,
-                              static_cast<size_t>(row_bytes));
-              });
+  const int64_t rows_per_task =
+      std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, row_bytes));
+  ParallelFor(total_rows, rows_per_task, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      std::memcpy(o + r * row_bytes, in + ShuffleSourceRow(r, block) * row_bytes,
+                  static_cast<size_t>(row_bytes));
+  });
   return ffi::Error::Success();
 }
 

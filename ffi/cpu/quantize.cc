@@ -79,9 +79,10 @@ __attribute__((target("avx2"))) inline uint32_t MaxLane16(__m256i m) {
 }
 
 // One whole MXFP8 block of bfloat16, float16 or float32 input: the 32 E4M3 codes, and the
-// UE8M0 byte as the return value, or -1 (nothing written) for a block the scalar path must take: one
-// with inf or NaN (NaN codes and the all-NaN scale), or with a scale of 2^116 or more (code
-// < 12), under which a subnormal input (flushed by the recipe) could reach a non-zero code.
+// UE8M0 byte as the return value, or -1 (nothing written) for a block the scalar path must
+// take: one with inf or NaN (NaN codes and the all-NaN scale), or with a scale of 2^116 or
+// more (code < 12), under which a subnormal input (flushed by the recipe) could reach a
+// non-zero code.
 // The block maximum is an integer max over |x| bits; codes are packed 32 -> 16 -> 8 bits with
 // the signs packed the same way from the input bits (float16: from the widened floats), so
 // that one lane permute puts the 32 bytes in order.

@@ -33,7 +33,8 @@ uint32_t SpecE2M1(uint32_t bits) {
 // The CPU quantizers' AVX2 encoder on 8 patterns: E2M1CodesAvx2(x, 1) must be the code of x
 // (x * 1 is x, NaN included). Returns how many of the 8 lanes differ from `want`.
 #if JAX_FP4_CPU_AVX2
-__attribute__((target("avx2"))) int Avx2Mismatches(const float (&in)[8], const uint32_t (&want)[8]) {
+__attribute__((target("avx2"))) int Avx2Mismatches(const float (&in)[8],
+                                                   const uint32_t (&want)[8]) {
   uint32_t got[8];
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(got),
                       jax_fp4::cpu::E2M1CodesAvx2(_mm256_loadu_ps(in), _mm256_set1_ps(1.0f)));

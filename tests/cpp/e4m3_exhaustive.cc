@@ -79,8 +79,9 @@ __attribute__((target("avx2"))) uint64_t Avx2DecodeMismatches() {
     _mm256_storeu_ps(got, jax_fp4::cpu::DecodeE4m3x8Avx2(codes, _mm256_set1_ps(1.0f)));
     for (int k = 0; k < 8; ++k) {
       const float want = jax_fp4::DecodeE4M3(first + k);
-      const bool same = jax_fp4::IsNan(want) ? jax_fp4::IsNan(got[k])
-                                             : jax_fp4::FloatBits(got[k]) == jax_fp4::FloatBits(want);
+      const bool same = jax_fp4::IsNan(want)
+                            ? jax_fp4::IsNan(got[k])
+                            : jax_fp4::FloatBits(got[k]) == jax_fp4::FloatBits(want);
       if (!same && bad++ == 0)
         std::printf("AVX2 decode 0x%02x: want %g got %g\n", first + k, want, got[k]);
     }
