@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench.py"
 PARSE = ROOT / "benchmarks" / "ncu_parse.py"
+CPU_VS_TWIN = ROOT / "benchmarks" / "cpu_vs_twin.py"
 
 RECORD_KEYS = {"op", "key", "layout", "dtype", "shape", "device", "jax", "jaxlib", "date",
                "rotations", "bytes_moved", "us_median", "us_min", "us_max", "gbps", "copy",
@@ -89,3 +90,14 @@ def test_ncu_parse(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "PackbitsKernel" in r.stdout
     assert json.loads((tmp_path / "s.json").read_text())[0]["kernels"]
+
+
+def test_cpu_vs_twin_prints_every_row():
+    """benchmarks/cpu_vs_twin.py on a small matrix: one line per op, each with both times,
+    the ratio and the copy column (numbers not checked)."""
+    r = _run(CPU_VS_TWIN, "--m", "128", "--k", "256", "--reps", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line for line in r.stdout.splitlines() if "twin / handler" in line]
+    assert len(rows) == 15, r.stdout
+    assert all("handler" in row and "copy / handler" in row for row in rows)
+
