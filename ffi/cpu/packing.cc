@@ -47,9 +47,26 @@ __attribute__((target("avx2"))) inline void Pack64Avx2(const uint8_t* x, uint8_t
 }
 #endif
 
+// Packs the `count` elements at `x` into bytes from `out`, at most `max_bytes` of them:
+// whole 64-element groups by Pack64 (Pack64Avx2 where `use_avx2` holds), the rest by PackByte.
+template <typename UseAvx2>
+inline void PackRun(UseAvx2, const uint8_t* x, int64_t count, uint8_t* out, int64_t max_bytes,
+                    bool little) {
+  int64_t i = 0, o = 0;
+  for (; i + 64 <= count && o + 8 <= max_bytes; i += 64, o += 8) {
+#if JAX_FP4_CPU_AVX2
+    if constexpr (UseAvx2::value) {
+      Pack64Avx2(x + i, out + o, little);
+      continue;
+    }
+#endif
+    Pack64(x + i, out + o, little);
+  }
+  for (; i < count && o < max_bytes; i += 8, ++o) out[o] = PackByte(x + i, count - i, little);
+}
+
 // x: u8|pred [B..., N] -> out: u8 [B..., ceil(N/8)]. Rows, or for few rows pieces of them,
-// over the threads; whole 64-element groups take Pack64 (AVX2 where the CPU has it), a row's
-// tail PackByte.
+// over the threads.
 ffi::Error PackbitsCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out, bool little) {
   const auto dims = x.dimensions();
   const int64_t n = dims.size() ? dims[dims.size() - 1] : 1;
@@ -65,20 +82,9 @@ ffi::Error PackbitsCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out, boo
   const auto items = [&](auto use_avx2, int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / pieces, first = (item % pieces) * kPieceBytes;
-      const int64_t last = std::min(nbytes, first + kPieceBytes);
-      const uint8_t* row = in + r * n;
-      uint8_t* dst = o + r * nbytes;
-      int64_t j = first;
-      for (; j + 8 <= last && 8 * (j + 8) <= n; j += 8) {
-#if JAX_FP4_CPU_AVX2
-        if constexpr (decltype(use_avx2)::value) {
-          Pack64Avx2(row + 8 * j, dst + j, little);
-          continue;
-        }
-#endif
-        Pack64(row + 8 * j, dst + j, little);
-      }
-      for (; j < last; ++j) dst[j] = PackByte(row + 8 * j, n - 8 * j, little);
+      const int64_t bytes = std::min(nbytes - first, kPieceBytes);
+      PackRun(use_avx2, in + r * n + 8 * first, n - 8 * first, o + r * nbytes + first, bytes,
+              little);
     }
   };
   const int64_t items_per_task = std::max<int64_t>(1, kPieceBytes / std::max<int64_t>(1, nbytes));
@@ -87,7 +93,7 @@ ffi::Error PackbitsCpuImpl(ffi::AnyBuffer x, ffi::ResultBuffer<ffi::U8> out, boo
 }
 
 // The output offsets first (each segment's bytes follow the previous segment's), then the
-// segments on the threads, whole 64-element groups through Pack64 like packbits.
+// segments on the threads, packed by PackRun like packbits.
 template <typename Index>
 void SegmentPackbitsRow(const uint8_t* x, int64_t n, const Index* indptr, int64_t segments,
                         uint8_t* y, int64_t total_bytes, int32_t* new_indptr, bool little) {
@@ -104,17 +110,8 @@ void SegmentPackbitsRow(const uint8_t* x, int64_t n, const Index* indptr, int64_
     for (int64_t s = s_begin; s < s_end; ++s) {
       int64_t begin = indptr[s], end = indptr[s + 1];
       ClampSegment(n, begin, end);
-      int64_t i = begin, out = first_byte[s];
-      for (; i + 64 <= end && out + 8 <= total_bytes; i += 64, out += 8) {
-#if JAX_FP4_CPU_AVX2
-        if constexpr (decltype(use_avx2)::value) {
-          Pack64Avx2(x + i, y + out, little);
-          continue;
-        }
-#endif
-        Pack64(x + i, y + out, little);
-      }
-      for (; i < end && out < total_bytes; i += 8, ++out) y[out] = PackByte(x + i, end - i, little);
+      const int64_t out = std::min(first_byte[s], total_bytes);
+      PackRun(use_avx2, x + begin, end - begin, y + out, total_bytes - out, little);
     }
   };
   ParallelRows<true>(segments, std::max<int64_t>(1, segments / 64), true, pack);
@@ -193,7 +190,8 @@ ffi::Error BlockScaleInterleaveCpuImpl(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuf
   const auto dims = x.dimensions();
   if (dims.size() < 2) return InvalidArgument("block_scale_interleave", "input must be 2-D or 3-D");
   const int64_t rows = dims[dims.size() - 2], cols = dims[dims.size() - 1];
-  const int64_t batch = rows * cols ? static_cast<int64_t>(x.element_count()) / (rows * cols) : 0;
+  const int64_t batch =
+      rows * cols != 0 ? static_cast<int64_t>(x.element_count()) / (rows * cols) : 0;
   if (static_cast<int64_t>(out->element_count()) != batch * SfBufferSize(kLayout128x4, rows, cols))
     return InvalidArgument("block_scale_interleave", "output size does not match the input");
   if (x.element_type() == ffi::BF16)

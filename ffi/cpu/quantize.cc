@@ -69,13 +69,31 @@ void PrefetchInput(const void* base, int64_t i) {
 constexpr int kPrefetchBlocks = 16;
 
 #if JAX_FP4_CPU_AVX2
-// The largest of the 16-bit lanes of `m`, each below 0x8000 (|x| bits of bfloat16 or
-// float16 inputs, which order like the values): phminposuw finds the smallest of 8 lanes,
-// here of the complements.
-__attribute__((target("avx2"))) inline uint32_t MaxLane16(__m256i m) {
+// Loads kVecs x 16 bfloat16 or float16 elements into `h` and returns their largest |x| as
+// float32 bits (kInfBits or more when one is inf or NaN): an integer max over |x| bits, which
+// order like the values; phminposuw finds the smallest of 8 lanes, here of the complements.
+template <InputType kType, int kVecs>
+__attribute__((target("avx2,f16c"))) inline uint32_t Load16AbsMax(const void* in,
+                                                                  __m256i (&h)[kVecs]) {
+  const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
+  __m256i m = _mm256_setzero_si256();
+  for (int i = 0; i < kVecs; ++i) {
+    h[i] = _mm256_loadu_si256(static_cast<const __m256i*>(in) + i);
+    m = _mm256_max_epi16(m, _mm256_and_si256(h[i], abs_mask));
+  }
   const __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
   const __m128i smallest_complement = _mm_minpos_epu16(_mm_xor_si128(m8, _mm_set1_epi16(-1)));
-  return ~static_cast<uint32_t>(_mm_cvtsi128_si32(smallest_complement)) & 0xFFFFu;
+  const uint32_t lane = ~static_cast<uint32_t>(_mm_cvtsi128_si32(smallest_complement)) & 0xFFFFu;
+  return kType == InputType::kBf16 ? lane << 16 : FloatBits(HalfToFloat(lane));
+}
+
+// Eight bfloat16 or float16 values as float32, exactly.
+template <InputType kType>
+__attribute__((target("avx2,f16c"))) inline __m256 Widen16(__m128i h) {
+  if constexpr (kType == InputType::kBf16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  else
+    return _mm256_cvtph_ps(h);
 }
 
 // One whole MXFP8 block of bfloat16, float16 or float32 input: the 32 E4M3 codes, and the
@@ -83,60 +101,38 @@ __attribute__((target("avx2"))) inline uint32_t MaxLane16(__m256i m) {
 // take: one with inf or NaN (NaN codes and the all-NaN scale), or with a scale of 2^116 or
 // more (code < 12), under which a subnormal input (flushed by the recipe) could reach a
 // non-zero code.
-// The block maximum is an integer max over |x| bits; codes are packed 32 -> 16 -> 8 bits with
-// the signs packed the same way from the input bits (float16: from the widened floats), so
+// The block maximum is an integer max over |x| bits; the elements, widened to float32 in
+// order, give the codes, packed 32 -> 16 -> 8 bits with their signs packed the same way, so
 // that one lane permute puts the 32 bytes in order.
 template <InputType kType>
 __attribute__((target("avx2,f16c"))) inline int QuantizeMxfp8BlockAvx2(const void* in,
                                                                       uint8_t* out) {
   __m256 x[4];
-  __m256i signs, permute;
   uint32_t max_bits;
-  if constexpr (kType == InputType::kBf16) {
-    const __m256i* p = static_cast<const __m256i*>(in);
-    const __m256i h0 = _mm256_loadu_si256(p), h1 = _mm256_loadu_si256(p + 1);
-    const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
-    max_bits = MaxLane16(_mm256_max_epi16(_mm256_and_si256(h0, abs_mask),
-                                          _mm256_and_si256(h1, abs_mask))) << 16;
-    // Widening by unpacking: lane-wise, so [0-3 | 8-11] and [4-7 | 12-15], which packing
-    // undoes.
-    const __m256i zero = _mm256_setzero_si256();
-    x[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h0));
-    x[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h0));
-    x[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h1));
-    x[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h1));
-    signs = _mm256_packs_epi16(h0, h1);
-    permute = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+  if constexpr (kType == InputType::kF32) {
+    const float* p = static_cast<const float*>(in);
+    for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(p + 8 * i);
+    const __m256i abs_mask = _mm256_set1_epi32(kAbsMask);
+    __m256i m = _mm256_and_si256(_mm256_castps_si256(x[0]), abs_mask);
+    for (int i = 1; i < 4; ++i)
+      m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(x[i]), abs_mask));
+    __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
+    max_bits = static_cast<uint32_t>(_mm_cvtsi128_si32(m4));
   } else {
-    if constexpr (kType == InputType::kF16) {
-      const __m256i* p = static_cast<const __m256i*>(in);
-      const __m256i h0 = _mm256_loadu_si256(p), h1 = _mm256_loadu_si256(p + 1);
-      const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
-      max_bits = FloatBits(HalfToFloat(MaxLane16(
-          _mm256_max_epi16(_mm256_and_si256(h0, abs_mask), _mm256_and_si256(h1, abs_mask)))));
-      x[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(h0));
-      x[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1));
-      x[2] = _mm256_cvtph_ps(_mm256_castsi256_si128(h1));
-      x[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1));
-    } else {
-      static_assert(kType == InputType::kF32);
-      const float* p = static_cast<const float*>(in);
-      for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(p + 8 * i);
-      const __m256i abs_mask = _mm256_set1_epi32(kAbsMask);
-      __m256i m = _mm256_and_si256(_mm256_castps_si256(x[0]), abs_mask);
-      for (int i = 1; i < 4; ++i)
-        m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(x[i]), abs_mask));
-      __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-      m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
-      m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
-      max_bits = static_cast<uint32_t>(_mm_cvtsi128_si32(m4));
+    __m256i h[2];
+    max_bits = Load16AbsMax<kType>(in, h);
+    for (int i = 0; i < 2; ++i) {
+      x[2 * i] = Widen16<kType>(_mm256_castsi256_si128(h[i]));
+      x[2 * i + 1] = Widen16<kType>(_mm256_extracti128_si256(h[i], 1));
     }
-    // x holds elements 0-7, 8-15, 16-23, 24-31 in order (as the codes' packing expects).
-    signs = _mm256_packs_epi16(
-        _mm256_packs_epi32(_mm256_castps_si256(x[0]), _mm256_castps_si256(x[1])),
-        _mm256_packs_epi32(_mm256_castps_si256(x[2]), _mm256_castps_si256(x[3])));
-    permute = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   }
+  // Packing interleaves the 128-bit lanes: codes 0-3, 8-11, 16-19, 24-27 | 4-7, 12-15, ...
+  const __m256i signs = _mm256_packs_epi16(
+      _mm256_packs_epi32(_mm256_castps_si256(x[0]), _mm256_castps_si256(x[1])),
+      _mm256_packs_epi32(_mm256_castps_si256(x[2]), _mm256_castps_si256(x[3])));
+  const __m256i permute = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   if (max_bits >= kInfBits) return -1;
   const BlockScale bs = BlockQuantizer<Recipe::kMxfp8, false>{}.Scale(BitsFloat(max_bits));
   if (bs.code < 12u) return -1;
@@ -149,15 +145,6 @@ __attribute__((target("avx2,f16c"))) inline int QuantizeMxfp8BlockAvx2(const voi
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
                       _mm256_permutevar8x32_epi32(signed_codes, permute));
   return static_cast<int>(bs.code);
-}
-
-// Eight bfloat16 or float16 values as float32, exactly.
-template <InputType kType>
-__attribute__((target("avx2,f16c"))) inline __m256 Widen16(__m128i h) {
-  if constexpr (kType == InputType::kBf16)
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  else
-    return _mm256_cvtph_ps(h);
 }
 
 // The 16 bfloat16 or float16 elements of `h`, in order, as 8 bytes of packed E2M1 codes
@@ -191,18 +178,10 @@ template <int kSfVec, InputType kType, typename BlockScaleOf>
 __attribute__((target("avx2,f16c"))) inline int QuantizeFp4BlockAvx2(
     const void* in, const BlockScaleOf& block_scale, uint8_t* out) {
   constexpr int kVecs = kSfVec / 16;
-  const __m256i* p = static_cast<const __m256i*>(in);
-  const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
   __m256i h[kVecs];
-  __m256i m = _mm256_setzero_si256();
-  for (int i = 0; i < kVecs; ++i) {
-    h[i] = _mm256_loadu_si256(p + i);
-    m = _mm256_max_epi16(m, _mm256_and_si256(h[i], abs_mask));
-  }
-  const uint32_t max_lane = MaxLane16(m);
-  if (max_lane >= (kType == InputType::kBf16 ? 0x7F80u : 0x7C00u)) return -1;  // inf, NaN
-  const BlockScale bs = block_scale(kType == InputType::kBf16 ? BitsFloat(max_lane << 16)
-                                                              : HalfToFloat(max_lane));
+  const uint32_t max_bits = Load16AbsMax<kType>(in, h);
+  if (max_bits >= kInfBits) return -1;  // inf or NaN
+  const BlockScale bs = block_scale(BitsFloat(max_bits));
   const uint32_t scale_mag = FloatBits(bs.out_scale) & kAbsMask;
   if (scale_mag >= 0x7D800000u || (scale_mag != 0 && scale_mag < 0x00800000u)) return -1;
   const __m256 scale = _mm256_set1_ps(bs.out_scale);
